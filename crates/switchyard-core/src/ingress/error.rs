@@ -1,0 +1,177 @@
+//! Errors as the caller's protocol expects them: OpenAI-shaped JSON with the right status, so
+//! the official SDKs raise their matching exception classes.
+
+use std::borrow::Cow;
+
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::providers::{ProviderError, TimeoutKind};
+use crate::router::chain::{ChainError, Trace};
+use crate::wire::openai::RequestError;
+
+#[derive(Clone, Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub error_type: Cow<'static, str>,
+    pub code: Option<Cow<'static, str>>,
+    pub param: Option<String>,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: Body<'a>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    error_type: &'a str,
+    param: Option<&'a str>,
+    code: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error_type: &'static str, code: Option<&'static str>, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            error_type: Cow::Borrowed(error_type),
+            code: code.map(Cow::Borrowed),
+            param: None,
+            retry_after: None,
+        }
+    }
+
+    /// `{"error": {"message", "type", "param", "code"}}`
+    pub fn json(&self) -> Bytes {
+        let env = Envelope {
+            error: Body {
+                message: &self.message,
+                error_type: &self.error_type,
+                param: self.param.as_deref(),
+                code: self.code.as_deref(),
+            },
+        };
+        Bytes::from(serde_json::to_vec(&env).expect("serializing an error cannot fail"))
+    }
+
+    /// The same error as an SSE event, ending a stream that already started.
+    pub fn sse_event(&self) -> Bytes {
+        let mut out = Vec::with_capacity(self.message.len() + 96);
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&self.json());
+        out.extend_from_slice(b"\n\n");
+        Bytes::from(out)
+    }
+
+    pub fn bad_request(e: RequestError) -> Self {
+        ApiError {
+            param: e.param.map(str::to_owned),
+            code: e.code.map(Cow::Borrowed),
+            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", None, e.message)
+        }
+    }
+
+    pub fn model_not_found(model: &str) -> Self {
+        ApiError {
+            param: Some("model".into()),
+            ..ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                Some("model_not_found"),
+                format!("The model `{model}` does not exist or you do not have access to it. GET /v1/models lists the models this gateway serves."),
+            )
+        }
+    }
+
+    pub fn body_too_large(limit: usize) -> Self {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            Some("request_too_large"),
+            format!("The request body is larger than this gateway's limit of {limit} bytes (server.max_body_bytes)."),
+        )
+    }
+
+    /// The error for a call whose chain did not produce an answer.
+    pub fn from_chain(alias: &str, err: ChainError, trace: &Trace) -> Self {
+        let (last, retry_at) = match err {
+            ChainError::Caller(s) => {
+                return ApiError {
+                    status: StatusCode::from_u16(s.status).unwrap_or(StatusCode::BAD_REQUEST),
+                    message: s.message,
+                    error_type: s.error_type.map_or(Cow::Borrowed("invalid_request_error"), Cow::Owned),
+                    code: s.code.map(Cow::Owned),
+                    param: s.param,
+                    retry_after: None,
+                };
+            }
+            ChainError::Exhausted { last, retry_at } => (last, retry_at),
+        };
+        let summary = trace.summary();
+        let Some(last) = last else {
+            let secs = retry_at.map_or(1, |t| t.saturating_duration_since(Instant::now()).as_secs_f64().ceil().max(1.0) as u64);
+            return ApiError {
+                retry_after: Some(secs),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    Some("no_available_targets"),
+                    format!("No target of model `{alias}` is available right now (circuit breakers open): {summary}"),
+                )
+            };
+        };
+        let message = format!("All targets of model `{alias}` failed ({} attempts sent): {summary}", trace.sent);
+        let retry_after = last.retry_after().map(|d| d.as_secs_f64().ceil().max(1.0) as u64);
+        let (status, error_type, code) = match &last {
+            ProviderError::Status(s) if s.status == 429 => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "rate_limit_exceeded"),
+            ProviderError::Status(s) if s.context_length => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error", "context_length_exceeded")
+            }
+            ProviderError::Status(s) if s.status == 503 || s.status == 529 => {
+                (StatusCode::SERVICE_UNAVAILABLE, "server_error", "upstream_unavailable")
+            }
+            ProviderError::Status(s) if s.status == 504 || s.status == 408 => {
+                (StatusCode::GATEWAY_TIMEOUT, "server_error", "upstream_timeout")
+            }
+            ProviderError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "server_error", "upstream_timeout"),
+            _ => (StatusCode::BAD_GATEWAY, "server_error", "upstream_error"),
+        };
+        ApiError { retry_after, ..ApiError::new(status, error_type, Some(code), message) }
+    }
+
+    /// The error event that ends a stream broken after it was committed.
+    pub fn mid_stream(e: &ProviderError) -> Self {
+        let code = match e {
+            ProviderError::Timeout(TimeoutKind::Idle) => "upstream_idle_timeout",
+            ProviderError::Timeout(_) => "upstream_timeout",
+            _ => "upstream_stream_error",
+        };
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "server_error",
+            Some(code),
+            format!("The upstream stream failed after it had started: {e}"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, self.json()).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(secs) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}

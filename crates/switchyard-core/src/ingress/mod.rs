@@ -1,0 +1,124 @@
+//! Ingress: the HTTP API callers talk to (OpenAI-compatible), its middleware and the server.
+
+pub mod error;
+pub mod models;
+pub mod openai_chat;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use http::{HeaderName, HeaderValue, StatusCode};
+
+use crate::config::Config;
+use crate::router::Routes;
+use error::ApiError;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provider");
+pub static X_MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");
+pub static X_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
+
+/// Shared state of the HTTP handlers.
+pub struct AppState {
+    pub config: Config,
+    pub routes: Routes,
+    /// Pre-rendered `/v1/models` body.
+    pub models_json: bytes::Bytes,
+}
+
+/// The request id of the current request (from the caller's `x-request-id`, or generated).
+#[derive(Clone, Debug)]
+pub struct RequestId(pub HeaderValue);
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or("-")
+    }
+}
+
+/// Builds the HTTP application.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(openai_chat::chat_completions))
+        .route("/chat/completions", post(openai_chat::chat_completions))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{*id}", get(models::retrieve))
+        .route("/health", get(models::health))
+        .route("/ready", get(models::ready))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        Some("unknown_url"),
+        format!("Unknown request URL: {} {}.", req.method(), req.uri().path()),
+    )
+}
+
+/// Takes the caller's `x-request-id` when it is sane, otherwise makes one; echoes it back.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic()))
+        .cloned()
+        .unwrap_or_else(new_request_id);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
+    resp
+}
+
+/// A random 128-bit id as 32 hex digits.
+pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = fastrand::u128(..);
+    let mut buf = [0u8; 32];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains open requests and streams
+/// for at most `grace` before closing them.
+pub async fn serve_app(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    grace: std::time::Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = tx.send(());
+    });
+    tokio::select! {
+        r = server => r,
+        _ = async move {
+            if rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!("shutdown grace period elapsed; closing the remaining connections");
+            Ok(())
+        }
+    }
+}
+

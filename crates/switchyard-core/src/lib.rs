@@ -1,0 +1,71 @@
+//! Switchyard: an LLM gateway that keeps answering when providers fail.
+//!
+//! The path of a request: [`ingress`] (the OpenAI-compatible HTTP API) → [`router`] (alias →
+//! chain of targets, retries, circuit breakers) → [`providers`] (one adapter per upstream wire
+//! format). Beside the path: [`config`] and [`telemetry`]. [`wire`] holds the shared formats.
+//!
+//! Embedding it in a Rust program:
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = switchyard_core::Config::from_toml_str(r#"
+//!     [providers.local]
+//!     kind = "mock"
+//!     [models.chat]
+//!     targets = ["local/any-model"]
+//! "#, "inline")?;
+//! let gateway = switchyard_core::Gateway::new(config)?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! gateway.serve(listener, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod ingress;
+pub mod providers;
+pub mod router;
+pub mod telemetry;
+pub mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use config::{Config, ConfigError};
+pub use router::Routes;
+
+/// A configured gateway, ready to serve.
+#[derive(Clone)]
+pub struct Gateway {
+    state: Arc<ingress::AppState>,
+}
+
+impl Gateway {
+    /// Builds providers, breakers and aliases from a validated config. Opens no connection.
+    pub fn new(config: Config) -> Result<Gateway, ConfigError> {
+        let routes = Routes::build(&config)?;
+        let models_json = ingress::models::models_json(&routes.alias_names);
+        Ok(Gateway { state: Arc::new(ingress::AppState { config, routes, models_json }) })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+
+    pub fn routes(&self) -> &Routes {
+        &self.state.routes
+    }
+
+    /// The HTTP application, to mount in another axum app or serve yourself.
+    pub fn router(&self) -> axum::Router {
+        ingress::app(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains for `server.shutdown_grace`.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let grace = self.state.config.server.shutdown_grace;
+        ingress::serve_app(listener, self.router(), grace, shutdown).await
+    }
+}

@@ -1,0 +1,243 @@
+//! The HTTP plumbing shared by adapters that call an upstream over HTTP: a pooled client with
+//! TCP_NODELAY and a connect timeout, body reads bounded by an idle timeout, and error bodies
+//! turned into [`UpstreamStatus`] without leaking secrets.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as _, Incoming};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+
+use super::{ProviderError, TimeoutKind, UpstreamStatus};
+
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Idle pooled connections are closed after this, below the usual upstream keep-alive (60-75 s),
+/// so the pool rarely hands out a connection the server has just closed.
+const POOL_IDLE: Duration = Duration::from_secs(50);
+
+/// Largest non-streaming upstream body read.
+pub const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// A pooled HTTP/1.1 + HTTP/2 (ALPN) client with rustls and the bundled web PKI roots.
+pub fn client(connect_timeout: Duration) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(30)));
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE)
+        .pool_max_idle_per_host(256)
+        .build(https)
+}
+
+/// Maps a client error to a [`ProviderError`] (never includes request headers).
+pub fn client_error(e: hyper_util::client::legacy::Error) -> ProviderError {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    ProviderError::Connect(msg)
+}
+
+/// Reads a whole body, failing if any gap between frames exceeds `idle`.
+pub async fn read_body(mut body: Incoming, idle: Duration, limit: usize) -> Result<Bytes, ProviderError> {
+    let mut buf = BytesMut::new();
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(ProviderError::Timeout(TimeoutKind::Idle)),
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(e))) => return Err(ProviderError::Connect(format!("reading the response body: {e}"))),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if buf.is_empty() && body.is_end_stream() {
+                        return Ok(data);
+                    }
+                    if buf.len() + data.len() > limit {
+                        return Err(ProviderError::Protocol(format!("response body larger than {limit} bytes")));
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+}
+
+/// `retry-after-ms` (OpenAI) or `retry-after` (seconds or an HTTP date).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok()) {
+        if ms.is_finite() && ms >= 0.0 {
+            return Some(Duration::from_secs_f64(ms / 1000.0));
+        }
+    }
+    let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+/// Builds an [`UpstreamStatus`] from an error response. Only the error's message, type, code
+/// and param are kept; `secrets` (the provider's key) and key-like tokens are redacted.
+pub fn upstream_status(status: StatusCode, headers: &HeaderMap, body: &[u8], secrets: &[&str]) -> UpstreamStatus {
+    #[derive(Deserialize)]
+    struct Envelope {
+        error: Option<ErrorBody>,
+        message: Option<String>,
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ErrorBody {
+        Object {
+            message: Option<String>,
+            #[serde(rename = "type")]
+            error_type: Option<String>,
+            code: Option<serde_json::Value>,
+            param: Option<String>,
+        },
+        Text(String),
+    }
+    let mut out = UpstreamStatus { status: status.as_u16(), retry_after: retry_after(headers), ..Default::default() };
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(Envelope { error: Some(ErrorBody::Object { message, error_type, code, param }), .. }) => {
+            out.message = message.unwrap_or_default();
+            out.error_type = error_type;
+            out.code = code.map(|c| match c {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            });
+            out.param = param;
+        }
+        Ok(Envelope { error: Some(ErrorBody::Text(m)), .. }) | Ok(Envelope { error: None, message: Some(m) }) => {
+            out.message = m;
+        }
+        _ => {
+            out.message = status.canonical_reason().unwrap_or("error").to_owned();
+        }
+    }
+    out.message = redact(&out.message, secrets);
+    if out.message.chars().count() > 500 {
+        out.message = out.message.chars().take(500).collect::<String>() + "…";
+    }
+    out.context_length = is_context_length(status, &out);
+    out
+}
+
+fn is_context_length(status: StatusCode, s: &UpstreamStatus) -> bool {
+    if !(status == StatusCode::BAD_REQUEST || status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::PAYLOAD_TOO_LARGE) {
+        return false;
+    }
+    if matches!(s.code.as_deref(), Some("context_length_exceeded" | "string_above_max_length")) {
+        return true;
+    }
+    let m = s.message.to_ascii_lowercase();
+    ["context length", "context_length", "context window", "maximum context", "prompt is too long", "too many tokens", "reduce the length", "input is too long"]
+        .iter()
+        .any(|p| m.contains(p))
+}
+
+/// Removes the given secrets and anything that looks like an API key from `text`.
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_owned();
+    for s in secrets {
+        if s.len() >= 6 {
+            out = out.replace(s, "[REDACTED]");
+        }
+    }
+    // Key-like tokens: sk-..., gsk_..., AIza..., long opaque strings with a key prefix.
+    let mut result = String::with_capacity(out.len());
+    for (i, word) in out.split(' ').enumerate() {
+        if i > 0 {
+            result.push(' ');
+        }
+        let bare = word.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_');
+        let keyish = bare.len() >= 20
+            && ["sk-", "sk_", "gsk_", "AIza", "xai-", "pk-", "rk-", "key-", "Bearer"].iter().any(|p| bare.starts_with(p));
+        if keyish {
+            result.push_str(&word.replace(bare, "[REDACTED]"));
+        } else {
+            result.push_str(word);
+        }
+    }
+    result
+}
+
+/// Parses `headers = { name = "value" }` extra headers.
+pub fn extra_headers(map: &std::collections::BTreeMap<String, String>) -> Result<Vec<(HeaderName, HeaderValue)>, (String, String, String)> {
+    map.iter()
+        .map(|(k, v)| {
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+                (format!("headers.{k}"), "is not a valid HTTP header name".to_owned(), "use letters, digits and '-'".to_owned())
+            })?;
+            let value = HeaderValue::from_str(v).map_err(|_| {
+                (format!("headers.{k}"), "is not a valid HTTP header value".to_owned(), "remove control characters".to_owned())
+            })?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", "250".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
+        let mut h = HeaderMap::new();
+        let later = std::time::SystemTime::now() + Duration::from_secs(30);
+        h.insert("retry-after", httpdate::fmt_http_date(later).parse().unwrap());
+        let got = retry_after(&h).unwrap();
+        assert!(got > Duration::from_secs(27) && got <= Duration::from_secs(30), "{got:?}");
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn error_bodies_are_parsed_and_redacted() {
+        let body = br#"{"error":{"message":"Incorrect API key provided: sk-abcdefghijklmnopqrstuvwxyz123456. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
+        let s = upstream_status(StatusCode::UNAUTHORIZED, &HeaderMap::new(), body, &[]);
+        assert_eq!(s.status, 401);
+        assert_eq!(s.code.as_deref(), Some("invalid_api_key"));
+        assert!(!s.message.contains("sk-abc"), "{}", s.message);
+        assert!(s.message.contains("[REDACTED]"));
+        let s = upstream_status(StatusCode::BAD_REQUEST, &HeaderMap::new(), b"my secret is hunter2-secret", &["hunter2-secret"]);
+        assert_eq!(s.message, "Bad Request");
+        assert_eq!(redact("key=hunter2-secret!", &["hunter2-secret"]), "key=[REDACTED]!");
+    }
+
+    #[test]
+    fn context_length_errors_are_recognised() {
+        let body = br#"{"error":{"message":"This model's maximum context length is 8192 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
+        assert!(upstream_status(StatusCode::BAD_REQUEST, &HeaderMap::new(), body, &[]).context_length);
+        let body = br#"{"error":{"message":"Please reduce the length of the messages or completion.","type":"invalid_request_error"}}"#;
+        assert!(upstream_status(StatusCode::BAD_REQUEST, &HeaderMap::new(), body, &[]).context_length);
+        let body = br#"{"error":{"message":"'messages' must contain the word 'json'","type":"invalid_request_error"}}"#;
+        assert!(!upstream_status(StatusCode::BAD_REQUEST, &HeaderMap::new(), body, &[]).context_length);
+        assert!(!upstream_status(StatusCode::INTERNAL_SERVER_ERROR, &HeaderMap::new(), b"context length", &[]).context_length);
+    }
+}

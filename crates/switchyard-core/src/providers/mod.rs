@@ -1,0 +1,205 @@
+//! Egress: one adapter per upstream wire format behind the [`Provider`] trait.
+//!
+//! Adapters translate the caller's request (OpenAI chat format, kept as raw bytes) into their
+//! provider's request and the provider's answer back into OpenAI-shaped JSON and stream chunks.
+//! Adding a provider kind is one new file plus one line in [`KINDS`].
+
+pub mod http;
+pub mod mock;
+pub mod openai;
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use futures_util::future::BoxFuture;
+
+use crate::config::{ProviderConfig, TimeoutSettings};
+use crate::wire::openai::ChatRequest;
+pub use crate::wire::openai::Usage;
+
+/// A provider adapter.
+pub trait Provider: Send + Sync + 'static {
+    /// Sends one chat request upstream. For a streaming request, resolves once the upstream has
+    /// accepted it (response headers), yielding the chunk stream; otherwise once the whole answer
+    /// is in. Dropping the future or the stream cancels the upstream request.
+    fn chat<'a>(&'a self, call: Call<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>>;
+
+    /// A one-line description for `switchyard check`, with secrets redacted.
+    fn describe(&self) -> String;
+}
+
+/// One upstream call: the request, the model to ask for, and the limits that apply.
+#[derive(Clone, Copy)]
+pub struct Call<'a> {
+    pub request: &'a ChatRequest,
+    /// The model name the provider expects.
+    pub upstream_model: &'a str,
+    /// The alias the caller asked for; answers are labelled with it.
+    pub alias: &'a str,
+    pub timeouts: &'a TimeoutSettings,
+}
+
+/// What a provider answers.
+pub enum Reply {
+    /// A complete, OpenAI-shaped `chat.completion` body.
+    Complete(Completion),
+    /// A stream of OpenAI-shaped `chat.completion.chunk`s. It ends (`None`) after the upstream's
+    /// clean end of stream; an upstream failure is an `Err` item.
+    Stream(ChunkStream),
+}
+
+pub struct Completion {
+    pub body: Bytes,
+    pub usage: Option<Usage>,
+}
+
+/// One stream chunk, already in OpenAI's chunk JSON (without SSE framing).
+#[derive(Clone, Debug)]
+pub struct Chunk {
+    pub data: Bytes,
+    /// Carries model output (text, tool calls, a refusal, ...), as opposed to a role-only preamble.
+    pub content: bool,
+    /// Carries a `finish_reason`.
+    pub finish: bool,
+    pub usage: Option<Usage>,
+}
+
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, ProviderError>> + Send>>;
+
+/// Why an upstream call failed.
+#[derive(Clone, Debug)]
+pub enum ProviderError {
+    /// No usable connection: refused, reset, closed before an answer, DNS, TLS.
+    Connect(String),
+    /// A time limit ran out.
+    Timeout(TimeoutKind),
+    /// The upstream answered with an error status.
+    Status(UpstreamStatus),
+    /// The upstream answered something that is not its wire format.
+    Protocol(String),
+    /// A stream broke: an error event, or the connection ended before the stream finished.
+    Stream(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutKind {
+    FirstByte,
+    Idle,
+    Total,
+}
+
+/// An upstream error status, with what could be safely taken from its body.
+#[derive(Clone, Debug, Default)]
+pub struct UpstreamStatus {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    /// The upstream's error message, secrets redacted and length bounded.
+    pub message: String,
+    pub error_type: Option<String>,
+    pub code: Option<String>,
+    pub param: Option<String>,
+    /// The request is too long for this target's context window.
+    pub context_length: bool,
+}
+
+impl ProviderError {
+    /// The upstream's `Retry-After`, if it gave one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProviderError::Status(s) => s.retry_after,
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ProviderError::Status(s) => Some(s.status),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProviderError::Connect(m) => write!(f, "connection failed: {m}"),
+            ProviderError::Timeout(TimeoutKind::FirstByte) => f.write_str("timed out waiting for the first byte"),
+            ProviderError::Timeout(TimeoutKind::Idle) => f.write_str("timed out: the stream went idle"),
+            ProviderError::Timeout(TimeoutKind::Total) => f.write_str("the request deadline ran out"),
+            ProviderError::Status(s) => {
+                write!(f, "HTTP {}", s.status)?;
+                if !s.message.is_empty() {
+                    write!(f, ": {}", s.message)?;
+                }
+                Ok(())
+            }
+            ProviderError::Protocol(m) => write!(f, "invalid upstream response: {m}"),
+            ProviderError::Stream(m) => write!(f, "stream failed: {m}"),
+        }
+    }
+}
+
+/// What a provider kind's constructor gets.
+pub struct Spec<'a> {
+    pub name: &'a str,
+    pub options: &'a toml::Table,
+    /// Connect timeout of this provider (from `[timeouts]` and `[providers.NAME.timeouts]`).
+    pub connect_timeout: Duration,
+}
+
+/// (key within the provider table, message, fix)
+pub type OptionError = (String, String, String);
+
+/// A provider kind: its `kind = "..."` name and its constructor.
+pub struct Kind {
+    pub name: &'static str,
+    pub build: fn(&Spec<'_>) -> Result<Arc<dyn Provider>, OptionError>,
+}
+
+/// The registry of provider kinds.
+pub static KINDS: &[Kind] = &[openai::KIND, mock::KIND];
+
+pub fn kind_names() -> Vec<&'static str> {
+    KINDS.iter().map(|k| k.name).collect()
+}
+
+/// Builds the adapter for a configured provider.
+pub fn build(config: &ProviderConfig, connect_timeout: Duration) -> Result<Arc<dyn Provider>, OptionError> {
+    let kind = KINDS.iter().find(|k| k.name == config.kind).ok_or_else(|| {
+        (
+            "kind".to_owned(),
+            format!("unknown provider kind \"{}\"", config.kind),
+            format!("use one of: {}", kind_names().join(", ")),
+        )
+    })?;
+    (kind.build)(&Spec { name: &config.name, options: &config.options, connect_timeout })
+}
+
+/// Checks a provider's kind and kind-specific keys (by building it; that opens no connection).
+pub fn validate(config: &ProviderConfig) -> Result<(), OptionError> {
+    build(config, Duration::from_secs(1)).map(|_| ())
+}
+
+/// Deserializes a kind's option table into its typed options, naming the offending key.
+pub fn options<T: for<'de> serde::Deserialize<'de>>(options: &toml::Table) -> Result<T, OptionError> {
+    serde_path_to_error::deserialize(toml::Value::Table(options.clone())).map_err(|e| {
+        let message = e.inner().message().trim().to_owned();
+        let mut key = e.path().to_string();
+        if key == "." {
+            key.clear();
+        }
+        let fix = if let Some(field) = message.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+            key = if key.is_empty() { field.to_owned() } else { format!("{key}.{field}") };
+            "remove the key or correct its spelling (unknown keys are errors, not ignored)".to_owned()
+        } else if message.starts_with("missing field") {
+            "add the missing key".to_owned()
+        } else {
+            "correct the value".to_owned()
+        };
+        (key, message, fix)
+    })
+}

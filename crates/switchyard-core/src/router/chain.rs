@@ -1,0 +1,204 @@
+//! Running a call along an alias's chain: breaker check, attempt, classify, back off or fail
+//! over, within the attempt budget and the call's deadline. For streams, an attempt succeeds only
+//! when the first chunk with real content arrives, so a failure before that (including after a
+//! role-only preamble) still fails over invisibly to the caller.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::time::{Instant, timeout_at};
+
+use super::retry::{Disposition, backoff, classify};
+use super::{Alias, Breaker, Target};
+use crate::providers::{Call, Chunk, ChunkStream, Completion, ProviderError, Reply, TimeoutKind, UpstreamStatus};
+use crate::wire::openai::ChatRequest;
+
+/// Preamble chunks buffered before the stream is committed anyway.
+const MAX_PREAMBLE: usize = 256;
+
+/// What happened to one target during a call.
+#[derive(Clone, Debug)]
+pub struct AttemptRecord {
+    pub target: Arc<str>,
+    pub outcome: Outcome,
+    pub duration: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Ok,
+    /// Not sent: the target's breaker is open.
+    Skipped,
+    Failed(ProviderError),
+}
+
+impl fmt::Display for AttemptRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.outcome {
+            Outcome::Ok => write!(f, "{}: ok ({}ms)", self.target, self.duration.as_millis()),
+            Outcome::Skipped => write!(f, "{}: skipped, circuit breaker open", self.target),
+            Outcome::Failed(e) => write!(f, "{}: {e} ({}ms)", self.target, self.duration.as_millis()),
+        }
+    }
+}
+
+/// The attempts of one call.
+#[derive(Clone, Debug, Default)]
+pub struct Trace {
+    pub attempts: Vec<AttemptRecord>,
+    /// Upstream requests actually sent.
+    pub sent: u32,
+}
+
+impl Trace {
+    /// `a; b; c` — every attempt, for error messages and logs.
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = self.attempts.iter().map(ToString::to_string).collect();
+        parts.join("; ")
+    }
+}
+
+/// A stream committed to the caller: what was held back, the first content chunk, and the rest.
+pub struct CommittedStream {
+    pub preamble: Vec<Chunk>,
+    pub first: Chunk,
+    pub rest: ChunkStream,
+    pub idle: Duration,
+    pub deadline: Instant,
+    /// The target's breaker, to record a failure that happens after the commit.
+    pub breaker: Arc<Breaker>,
+}
+
+pub enum Answer {
+    Complete(Completion),
+    Stream(CommittedStream),
+}
+
+/// A successful call: the target that answered and its answer.
+pub struct Served<'a> {
+    pub target: &'a Target,
+    pub answer: Answer,
+}
+
+pub enum ChainError {
+    /// The caller's request was rejected upstream (400/422 ...): no retry, no failover.
+    Caller(UpstreamStatus),
+    /// Every target failed or was skipped. `last` is the last failure of an attempt that was
+    /// sent; `retry_at` is when the first open breaker lets a probe through.
+    Exhausted { last: Option<ProviderError>, retry_at: Option<Instant> },
+}
+
+/// Runs `request` along `alias`'s chain until one target answers.
+pub async fn run<'a>(alias: &'a Alias, request: &ChatRequest, deadline: Instant, trace: &mut Trace) -> Result<Served<'a>, ChainError> {
+    let mut last: Option<ProviderError> = None;
+    let mut retry_at: Option<Instant> = None;
+    let mut rng: Option<fastrand::Rng> = None;
+    'targets: for target in &alias.targets {
+        let mut tries = 0u32;
+        loop {
+            if trace.sent >= alias.max_attempts {
+                break 'targets;
+            }
+            if Instant::now() >= deadline {
+                last = Some(ProviderError::Timeout(TimeoutKind::Total));
+                break 'targets;
+            }
+            let permit = match target.breaker.try_acquire() {
+                Ok(p) => p,
+                Err(until) => {
+                    retry_at = Some(retry_at.map_or(until, |r| r.min(until)));
+                    trace.attempts.push(AttemptRecord { target: target.label.clone(), outcome: Outcome::Skipped, duration: Duration::ZERO });
+                    continue 'targets;
+                }
+            };
+            trace.sent += 1;
+            tries += 1;
+            let started = Instant::now();
+            let result = attempt(alias, target, request, deadline).await;
+            let duration = started.elapsed();
+            let error = match result {
+                Ok(answer) => {
+                    permit.success();
+                    trace.attempts.push(AttemptRecord { target: target.label.clone(), outcome: Outcome::Ok, duration });
+                    return Ok(Served { target, answer });
+                }
+                Err(e) => e,
+            };
+            trace.attempts.push(AttemptRecord { target: target.label.clone(), outcome: Outcome::Failed(error.clone()), duration });
+            match classify(&error) {
+                Disposition::Fail => {
+                    drop(permit);
+                    return Err(match error {
+                        ProviderError::Status(s) => ChainError::Caller(s),
+                        other => ChainError::Exhausted { last: Some(other), retry_at: None },
+                    });
+                }
+                Disposition::NextTarget { counts } => {
+                    if counts {
+                        permit.failure();
+                    } else {
+                        drop(permit);
+                    }
+                    last = Some(error);
+                    continue 'targets;
+                }
+                Disposition::Retry => {
+                    permit.failure();
+                    let retry_after = error.retry_after();
+                    last = Some(error);
+                    if tries >= target.retry.attempts_per_target {
+                        continue 'targets;
+                    }
+                    let delay = match retry_after {
+                        Some(ra) if ra > target.retry.retry_after_cap => continue 'targets,
+                        Some(ra) => ra,
+                        None => backoff(&target.retry, tries, rng.get_or_insert_with(fastrand::Rng::new)),
+                    };
+                    if Instant::now() + delay >= deadline {
+                        continue 'targets;
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+    Err(ChainError::Exhausted { last, retry_at })
+}
+
+/// One upstream request. For streams, waits (within `first_byte`) for the first chunk with
+/// content, buffering any preamble.
+async fn attempt(alias: &Alias, target: &Target, request: &ChatRequest, deadline: Instant) -> Result<Answer, ProviderError> {
+    let first_byte_at = (Instant::now() + target.timeouts.first_byte).min(deadline);
+    let timeout_kind = if first_byte_at == deadline { TimeoutKind::Total } else { TimeoutKind::FirstByte };
+    let call = Call { request, upstream_model: &target.model, alias: &alias.name, timeouts: &target.timeouts };
+    let reply = timeout_at(first_byte_at, target.provider.chat(call))
+        .await
+        .map_err(|_| ProviderError::Timeout(timeout_kind))??;
+    let mut stream = match reply {
+        Reply::Complete(c) => return Ok(Answer::Complete(c)),
+        Reply::Stream(s) => s,
+    };
+    let mut preamble = Vec::new();
+    loop {
+        match timeout_at(first_byte_at, stream.next()).await {
+            Err(_) => return Err(ProviderError::Timeout(timeout_kind)),
+            Ok(None) => return Err(ProviderError::Stream("the stream ended before any content".into())),
+            Ok(Some(Err(e))) => return Err(e),
+            Ok(Some(Ok(chunk))) => {
+                if chunk.content || chunk.finish || preamble.len() >= MAX_PREAMBLE {
+                    return Ok(Answer::Stream(CommittedStream {
+                        preamble,
+                        first: chunk,
+                        rest: stream,
+                        idle: target.timeouts.idle,
+                        deadline,
+                        breaker: target.breaker.clone(),
+                    }));
+                }
+                preamble.push(chunk);
+            }
+        }
+    }
+}

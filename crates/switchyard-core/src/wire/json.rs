@@ -1,0 +1,139 @@
+//! Zero-copy helpers over raw JSON: walk an object's top-level entries without building a tree.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// An object key, borrowed from the input unless it contained escapes.
+pub struct Key<'a>(pub Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// The entries of a JSON object, in order, values kept raw.
+pub type Entries<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
+
+/// Splits a JSON object into its top-level entries without parsing the values.
+pub fn entries(json: &str) -> Result<Entries<'_>, serde_json::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Entries<'de>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
+            while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                out.push((k, map.next_value::<&'de RawValue>()?));
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(json);
+    let out = de.deserialize_map(V)?;
+    de.end()?;
+    Ok(out)
+}
+
+/// Splits a JSON array into its raw elements.
+pub fn elements(json: &str) -> Result<Vec<&RawValue>, serde_json::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<&'de RawValue>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+            while let Some(v) = seq.next_element::<&'de RawValue>()? {
+                out.push(v);
+            }
+            Ok(out)
+        }
+    }
+    serde_json::Deserializer::from_str(json).deserialize_seq(V)
+}
+
+/// A raw value's string, borrowed when it has no escapes; `None` if it is not a string.
+pub fn as_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let s = raw.get();
+    if s.len() >= 2 && s.starts_with('"') && !s.contains('\\') {
+        return Some(Cow::Borrowed(&s[1..s.len() - 1]));
+    }
+    if s.starts_with('"') { serde_json::from_str::<String>(s).ok().map(Cow::Owned) } else { None }
+}
+
+/// True for `null`, `""`, `[]` and `{}` (ignoring whitespace).
+pub fn is_empty(raw: &RawValue) -> bool {
+    let s = raw.get();
+    if matches!(s, "null" | "\"\"" | "[]" | "{}") {
+        return true;
+    }
+    let inner: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    matches!(inner.as_str(), "[]" | "{}")
+}
+
+/// Appends `"key":` to `out` (a JSON object member name).
+pub fn write_key(out: &mut Vec<u8>, key: &str) {
+    write_str(out, key);
+    out.push(b':');
+}
+
+/// Appends `s` as a JSON string.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, s).expect("writing a string to a Vec cannot fail");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_keep_raw_values_and_order() {
+        let e = entries(r#"{"b": [1, 2], "a\u0041": {"x": "y"}, "c": null}"#).unwrap();
+        let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, ["b", "aA", "c"]);
+        assert_eq!(e[0].1.get(), "[1, 2]");
+        assert!(entries("[1]").is_err());
+        assert!(entries(r#"{"a":1} x"#).is_err());
+    }
+
+    #[test]
+    fn strings_and_emptiness() {
+        let raw: &RawValue = serde_json::from_str(r#""he said \"hi\"""#).unwrap();
+        assert_eq!(as_str(raw).unwrap(), "he said \"hi\"");
+        let raw: &RawValue = serde_json::from_str("12").unwrap();
+        assert!(as_str(raw).is_none());
+        for s in ["null", "\"\"", "[ ]", "{}"] {
+            assert!(is_empty(serde_json::from_str(s).unwrap()), "{s}");
+        }
+        assert!(!is_empty(serde_json::from_str("\"a\"").unwrap()));
+        let mut out = Vec::new();
+        write_str(&mut out, "a\"b\n");
+        assert_eq!(out, br#""a\"b\n""#);
+    }
+}

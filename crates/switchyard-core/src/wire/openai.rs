@@ -1,0 +1,380 @@
+//! The OpenAI chat-completions wire format: reading just enough of a request to route it,
+//! rewriting its `model` without touching the rest, and normalizing answers from
+//! OpenAI-compatible providers so that every provider looks the same to the caller.
+
+use std::fmt;
+use std::ops::Range;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::json::{self, as_str, write_key, write_str};
+
+/// Token usage as reported by the upstream (or counted by a provider adapter).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+/// An incoming chat request: the raw body plus the few fields routing needs.
+#[derive(Clone, Debug)]
+pub struct ChatRequest {
+    pub body: Bytes,
+    /// The alias the caller asked for.
+    pub model: String,
+    /// Byte range of the `model` value (including its quotes) within `body`.
+    model_span: Range<usize>,
+    pub stream: bool,
+    /// `stream_options.include_usage` was set.
+    pub include_usage: bool,
+}
+
+/// Why a request body was rejected (an HTTP 400).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestError {
+    pub message: String,
+    pub param: Option<&'static str>,
+    pub code: Option<&'static str>,
+}
+
+impl RequestError {
+    fn new(message: impl Into<String>, param: Option<&'static str>, code: Option<&'static str>) -> Self {
+        RequestError { message: message.into(), param, code }
+    }
+}
+
+enum Field {
+    Model,
+    Messages,
+    Stream,
+    StreamOptions,
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Field;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Field, E> {
+                Ok(match v {
+                    "model" => Field::Model,
+                    "messages" => Field::Messages,
+                    "stream" => Field::Stream,
+                    "stream_options" => Field::StreamOptions,
+                    _ => Field::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+#[derive(Default)]
+struct Peek<'a> {
+    model: Option<&'a RawValue>,
+    messages: Option<&'a RawValue>,
+    stream: Option<bool>,
+    include_usage: bool,
+}
+
+impl<'de> Visitor<'de> for Peek<'de> {
+    type Value = Peek<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::Model => self.model = Some(map.next_value()?),
+                Field::Messages => self.messages = Some(map.next_value()?),
+                Field::Stream => self.stream = map.next_value::<Option<bool>>()?,
+                Field::StreamOptions => {
+                    let opts: Option<StreamOptions> = map.next_value()?;
+                    self.include_usage = opts.and_then(|o| o.include_usage).unwrap_or(false);
+                }
+                Field::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(self)
+    }
+}
+
+impl ChatRequest {
+    /// Reads `model`, `messages`, `stream` and `stream_options` from a request body and checks
+    /// that it is one well-formed JSON object; every other field is left as raw bytes.
+    pub fn parse(body: Bytes) -> Result<ChatRequest, RequestError> {
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| RequestError::new("the request body is not valid UTF-8", None, None))?;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let peek = de
+            .deserialize_map(Peek::default())
+            .and_then(|p| de.end().map(|_| p))
+            .map_err(|e| {
+                RequestError::new(
+                    format!("We could not parse the JSON body of your request. ({e})"),
+                    None,
+                    Some("invalid_json"),
+                )
+            })?;
+        let raw_model = peek.model.filter(|m| m.get() != "null").ok_or_else(|| {
+            RequestError::new("you must provide a model parameter", Some("model"), Some("missing_required_parameter"))
+        })?;
+        let model = as_str(raw_model)
+            .ok_or_else(|| RequestError::new("'model' must be a string", Some("model"), Some("invalid_type")))?
+            .into_owned();
+        match peek.messages {
+            None => {
+                return Err(RequestError::new(
+                    "Missing required parameter: 'messages'.",
+                    Some("messages"),
+                    Some("missing_required_parameter"),
+                ));
+            }
+            Some(m) if !m.get().starts_with('[') => {
+                return Err(RequestError::new("'messages' must be an array", Some("messages"), Some("invalid_type")));
+            }
+            Some(_) => {}
+        }
+        let start = raw_model.get().as_ptr() as usize - text.as_ptr() as usize;
+        let model_span = start..start + raw_model.get().len();
+        Ok(ChatRequest {
+            stream: peek.stream.unwrap_or(false),
+            include_usage: peek.include_usage,
+            model,
+            model_span,
+            body,
+        })
+    }
+
+    /// The body with `model` replaced by `upstream_model`; every other byte is unchanged.
+    pub fn body_with_model(&self, upstream_model: &str) -> Bytes {
+        let body = &self.body[..];
+        let mut out = Vec::with_capacity(body.len() + upstream_model.len() + 2);
+        out.extend_from_slice(&body[..self.model_span.start]);
+        write_str(&mut out, upstream_model);
+        out.extend_from_slice(&body[self.model_span.end..]);
+        Bytes::from(out)
+    }
+
+    /// The text of the last user message (string content, or its text parts joined).
+    pub fn last_user_text(&self) -> String {
+        #[derive(Deserialize)]
+        struct Msg {
+            role: String,
+            #[serde(default)]
+            content: serde_json::Value,
+        }
+        #[derive(Deserialize)]
+        struct Req {
+            #[serde(default)]
+            messages: Vec<Msg>,
+        }
+        let Ok(req) = serde_json::from_slice::<Req>(&self.body) else { return String::new() };
+        let Some(msg) = req.messages.iter().rev().find(|m| m.role == "user") else { return String::new() };
+        match &msg.content {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => String::new(),
+        }
+    }
+}
+
+/// Maps a provider's finish reason onto OpenAI's set
+/// (`stop`, `length`, `tool_calls`, `content_filter`, `function_call`).
+pub fn map_finish_reason(reason: &str) -> &'static str {
+    match reason {
+        "stop" | "eos" | "eos_token" | "end_turn" | "stop_sequence" | "end" | "complete" | "finished" => "stop",
+        "length" | "max_tokens" | "model_length" | "max_length" | "max_output_tokens" | "token_limit" => "length",
+        "tool_calls" | "tool_call" | "tool_use" | "function_calls" | "tools" => "tool_calls",
+        "function_call" => "function_call",
+        "content_filter" | "content_filtered" | "safety" | "recitation" | "blocklist" | "prohibited_content"
+        | "spii" | "refusal" | "guardrail_intervened" => "content_filter",
+        _ => "stop",
+    }
+}
+
+/// A response or chunk that cannot be normalized.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NormalizeError {
+    /// Not the expected JSON.
+    Invalid(String),
+    /// The upstream sent an error object (`{"error": ...}`) instead.
+    Upstream(String),
+}
+
+/// A normalized chunk and what the router needs to know about it.
+#[derive(Clone, Debug)]
+pub struct NormalizedChunk {
+    pub data: Bytes,
+    pub content: bool,
+    pub finish: bool,
+    pub usage: Option<Usage>,
+}
+
+/// Normalizes a `chat.completion` body from an OpenAI-compatible provider: `model` becomes the
+/// alias, non-standard top-level and per-choice fields are dropped, finish reasons are mapped,
+/// `usage` is kept as sent.
+pub fn normalize_completion(body: &[u8], alias: &str) -> Result<(Bytes, Option<Usage>), NormalizeError> {
+    let n = normalize(body, alias, ChoiceKind::Message)?;
+    Ok((n.data, n.usage))
+}
+
+/// Normalizes one `chat.completion.chunk` (the JSON of an SSE `data:` line).
+pub fn normalize_chunk(data: &[u8], alias: &str) -> Result<NormalizedChunk, NormalizeError> {
+    normalize(data, alias, ChoiceKind::Delta)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ChoiceKind {
+    Message,
+    Delta,
+}
+
+const TOP_LEVEL_KEPT: &[&str] = &["id", "object", "created", "system_fingerprint", "service_tier"];
+
+fn normalize(input: &[u8], alias: &str, kind: ChoiceKind) -> Result<NormalizedChunk, NormalizeError> {
+    let text = std::str::from_utf8(input).map_err(|_| NormalizeError::Invalid("not UTF-8".into()))?;
+    let entries = json::entries(text).map_err(|e| NormalizeError::Invalid(e.to_string()))?;
+    let mut out = Vec::with_capacity(input.len() + alias.len());
+    let mut content = false;
+    let mut finish = false;
+    let mut usage = None;
+    let mut saw_choices = false;
+    out.push(b'{');
+    for (key, raw) in &entries {
+        let key = key.as_ref();
+        let start_len = out.len();
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        match key {
+            "model" => {
+                write_key(&mut out, "model");
+                write_str(&mut out, alias);
+            }
+            "choices" => {
+                saw_choices = true;
+                write_key(&mut out, "choices");
+                out.push(b'[');
+                let choices = json::elements(raw.get()).map_err(|e| NormalizeError::Invalid(format!("choices: {e}")))?;
+                for (i, choice) in choices.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let (c, f) = normalize_choice(choice.get(), kind, &mut out)?;
+                    content |= c;
+                    finish |= f;
+                }
+                out.push(b']');
+            }
+            "usage" => {
+                write_key(&mut out, "usage");
+                out.extend_from_slice(raw.get().as_bytes());
+                usage = serde_json::from_str::<Option<Usage>>(raw.get()).ok().flatten();
+            }
+            "error" if !saw_choices => {
+                return Err(NormalizeError::Upstream(upstream_error_message(raw)));
+            }
+            k if TOP_LEVEL_KEPT.contains(&k) => {
+                write_key(&mut out, k);
+                out.extend_from_slice(raw.get().as_bytes());
+            }
+            _ => out.truncate(start_len),
+        }
+    }
+    if !saw_choices {
+        if usage.is_none() {
+            return Err(NormalizeError::Invalid("no `choices` in the response".into()));
+        }
+        // A usage-only chunk from a provider that omits the empty `choices`.
+        out.extend_from_slice(b",\"choices\":[]");
+    }
+    out.push(b'}');
+    Ok(NormalizedChunk { data: Bytes::from(out), content, finish, usage })
+}
+
+/// Writes one normalized choice; returns (carries content, carries a finish reason).
+fn normalize_choice(choice: &str, kind: ChoiceKind, out: &mut Vec<u8>) -> Result<(bool, bool), NormalizeError> {
+    let entries = json::entries(choice).map_err(|e| NormalizeError::Invalid(format!("choice: {e}")))?;
+    let body_key = match kind {
+        ChoiceKind::Message => "message",
+        ChoiceKind::Delta => "delta",
+    };
+    let mut content = false;
+    let mut finish = false;
+    let mut first = true;
+    out.push(b'{');
+    for (key, raw) in &entries {
+        let key = key.as_ref();
+        let kept = key == "index" || key == "logprobs" || key == body_key || key == "finish_reason";
+        if !kept {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_key(out, key);
+        if key == "finish_reason" {
+            match as_str(raw) {
+                Some(reason) => {
+                    finish = true;
+                    write_str(out, map_finish_reason(&reason));
+                }
+                None => out.extend_from_slice(b"null"),
+            }
+            continue;
+        }
+        out.extend_from_slice(raw.get().as_bytes());
+        if key == body_key {
+            content = match kind {
+                ChoiceKind::Message => true,
+                ChoiceKind::Delta => delta_has_content(raw.get())?,
+            };
+        }
+    }
+    out.push(b'}');
+    Ok((content, finish))
+}
+
+/// A delta carries content when any field but `role` has a non-empty value.
+fn delta_has_content(delta: &str) -> Result<bool, NormalizeError> {
+    let entries = json::entries(delta).map_err(|e| NormalizeError::Invalid(format!("delta: {e}")))?;
+    Ok(entries.iter().any(|(k, v)| k != "role" && !json::is_empty(v)))
+}
+
+/// The message of an upstream `{"error": ...}` object (a string, or an object with `message`).
+pub fn upstream_error_message(raw: &RawValue) -> String {
+    if let Some(s) = as_str(raw) {
+        return s.into_owned();
+    }
+    #[derive(Deserialize)]
+    struct E {
+        message: Option<String>,
+    }
+    serde_json::from_str::<E>(raw.get()).ok().and_then(|e| e.message).unwrap_or_else(|| raw.get().chars().take(300).collect())
+}
+
+#[cfg(test)]
+mod tests;

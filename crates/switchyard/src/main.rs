@@ -1,0 +1,181 @@
+//! The `switchyard` binary: a thin layer over the `switchyard-core` library.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use switchyard_core::config::default::{default_toml, discover_ollama};
+use switchyard_core::config::duration::format_duration;
+use switchyard_core::{Config, ConfigError, Gateway};
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command, LogFormat};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config, listen, log_format } => serve(config, listen, log_format).await,
+            Command::Check { config } => check(config).await,
+        }
+    })
+}
+
+async fn load(path: Option<std::path::PathBuf>) -> Result<Config, ConfigError> {
+    match path {
+        Some(p) => Config::from_file(&p),
+        None => {
+            let ollama = discover_ollama().await;
+            let toml = default_toml(&|k| std::env::var(k).ok(), ollama.as_deref());
+            Config::from_toml_str(&toml, "<built-in default>")
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("SWITCHYARD_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+    }
+}
+
+async fn serve(path: Option<std::path::PathBuf>, listen: Option<std::net::SocketAddr>, log_format: LogFormat) -> ExitCode {
+    init_logging(log_format);
+    let mut config = match load(path).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(addr) = listen {
+        config.server.listen = addr;
+    }
+    let addr = config.server.listen;
+    let origin = config.origin.clone();
+    let gateway = match Gateway::new(config) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = listener.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
+    let aliases: Vec<&str> = gateway.routes().alias_names.iter().map(|a| a.as_ref()).collect();
+    tracing::info!(config = %origin, aliases = %aliases.join(", "), "switchyard {} listening on http://{local}", env!("CARGO_PKG_VERSION"));
+    if let Err(e) = gateway.serve(listener, shutdown_signal()).await {
+        eprintln!("error: server failed: {e}");
+        return ExitCode::FAILURE;
+    }
+    tracing::info!("switchyard stopped");
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: no new connections; draining open requests");
+}
+
+async fn check(path: Option<std::path::PathBuf>) -> ExitCode {
+    let config = match load(path).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let gateway = match Gateway::new(config.clone()) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", routing_table(&config, &gateway));
+    ExitCode::SUCCESS
+}
+
+/// The resolved routing table, as `check` prints it. Secrets never appear: providers describe
+/// themselves with their keys redacted.
+fn routing_table(config: &Config, gateway: &Gateway) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "config: {} (valid)", config.origin);
+    let _ = writeln!(out, "listen: {}", config.server.listen);
+    let _ = writeln!(out, "\nproviders:");
+    for (name, p) in &gateway.routes().providers {
+        let _ = writeln!(out, "  {name:<16} {}", p.describe());
+    }
+    let _ = writeln!(out, "\nmodels:");
+    for (alias, m) in &config.models {
+        let s = &m.settings;
+        let _ = writeln!(
+            out,
+            "  {alias}  (max_attempts={}, total={})",
+            s.retry.max_attempts,
+            format_duration(s.timeouts.total)
+        );
+        for (i, t) in m.targets.iter().enumerate() {
+            let r = &t.settings.retry;
+            let b = &t.settings.breaker;
+            let to = &t.settings.timeouts;
+            let _ = writeln!(
+                out,
+                "    {}. {}\n       retry: {} per target, backoff {}..{}, retry_after_cap {}\n       breaker: {} failures or {:.0}% of >={} in {}, cooldown {}, {} half-open probe(s)\n       timeouts: connect {}, first_byte {}, idle {}",
+                i + 1,
+                t.label(),
+                r.attempts_per_target,
+                format_duration(r.backoff_initial),
+                format_duration(r.backoff_max),
+                format_duration(r.retry_after_cap),
+                b.failures,
+                b.failure_ratio * 100.0,
+                b.min_requests,
+                format_duration(b.window),
+                format_duration(b.cooldown),
+                b.half_open_probes,
+                format_duration(to.connect),
+                format_duration(to.first_byte),
+                format_duration(to.idle),
+            );
+        }
+    }
+    out
+}

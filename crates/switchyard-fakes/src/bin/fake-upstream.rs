@@ -1,0 +1,132 @@
+//! A standalone fake OpenAI-compatible upstream, for benchmarks and manual testing.
+//!
+//! ```text
+//! switchyard-fake-upstream --listen 127.0.0.1:9001 [--latency-ms N] [--chunks N]
+//!     [--chunk-delay-ms N] [--groq-quirks] [--fail-status CODE]
+//! ```
+//!
+//! Prints `listening on http://ADDR` once bound, then serves until killed.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use switchyard_fakes::{FakeUpstream, Reply, Script, Step};
+
+const USAGE: &str = "usage: switchyard-fake-upstream --listen ADDR [--latency-ms N] [--chunks N] \
+[--chunk-delay-ms N] [--groq-quirks] [--fail-status CODE]";
+
+/// Command-line options.
+struct Options {
+    listen: SocketAddr,
+    latency: Duration,
+    chunks: usize,
+    chunk_delay: Duration,
+    groq_quirks: bool,
+    fail_status: Option<u16>,
+}
+
+impl Options {
+    fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+        let mut listen = None;
+        let mut options = Options {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            latency: Duration::ZERO,
+            chunks: 5,
+            chunk_delay: Duration::ZERO,
+            groq_quirks: false,
+            fail_status: None,
+        };
+        while let Some(flag) = args.next() {
+            let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--listen" => listen = Some(parse_value(&flag, &value()?)?),
+                "--latency-ms" => {
+                    options.latency = Duration::from_millis(parse_value(&flag, &value()?)?)
+                }
+                "--chunks" => options.chunks = parse_value(&flag, &value()?)?,
+                "--chunk-delay-ms" => {
+                    options.chunk_delay = Duration::from_millis(parse_value(&flag, &value()?)?)
+                }
+                "--fail-status" => options.fail_status = Some(parse_value(&flag, &value()?)?),
+                "--groq-quirks" => options.groq_quirks = true,
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        options.listen = listen.ok_or("--listen is required")?;
+        Ok(options)
+    }
+
+    fn script(&self) -> Script {
+        let mut step = match self.fail_status {
+            Some(code) => Step::status(code),
+            None => {
+                // Enough words for every requested chunk.
+                let reply = if self.chunks > 5 {
+                    Reply::Fixed(
+                        (0..self.chunks)
+                            .map(|i| format!("word{i}"))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    )
+                } else {
+                    Reply::Fixed("Hello from the fake upstream.".to_owned())
+                };
+                Step::Ok {
+                    reply,
+                    chunks: self.chunks,
+                    chunk_delay: self.chunk_delay,
+                }
+            }
+        };
+        if !self.latency.is_zero() {
+            step = step.delayed(self.latency);
+        }
+        Script::new()
+            .default_step(step)
+            .groq_quirks(self.groq_quirks)
+            .record(false)
+    }
+}
+
+fn parse_value<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("invalid value {value:?} for {flag}"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let options = match Options::parse(args.into_iter()) {
+        Ok(options) => options,
+        Err(error) => {
+            eprintln!("switchyard-fake-upstream: {error}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let upstream = match FakeUpstream::start_on(options.listen, options.script()).await {
+        Ok(upstream) => upstream,
+        Err(error) => {
+            eprintln!(
+                "switchyard-fake-upstream: cannot listen on {}: {error}",
+                options.listen
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    // Scripts wait for this line; if stdout is gone there is no one to tell.
+    let _ = writeln!(stdout, "listening on http://{}", upstream.addr());
+    let _ = stdout.flush();
+    drop(stdout);
+
+    let _ = tokio::signal::ctrl_c().await;
+    upstream.shutdown();
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,445 @@
+//! Routing and the chat-completions handler.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use crate::body::{Abort, FakeBody, Tail};
+use crate::script::{DEFAULT_REPLY, Reply, Step};
+use crate::upstream::{Connection, Shared};
+use crate::{ids, wire};
+
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+const TEXT_EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
+
+/// OpenAI's answer to a body that is not JSON.
+const MALFORMED_JSON: &str = "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. If you have trouble figuring out how to fix this, please contact us through our help center at help.openai.com.)";
+
+type HandlerResult = Result<Response<FakeBody>, Abort>;
+
+/// Routes one request. An `Err` makes hyper drop the connection without answering.
+pub(crate) async fn handle(conn: Arc<Connection>, request: Request<Incoming>) -> HandlerResult {
+    match (request.method(), request.uri().path()) {
+        (&Method::POST, "/v1/chat/completions" | "/chat/completions") => chat(&conn, request).await,
+        (&Method::GET, "/v1/models" | "/models") => Ok(json_response(
+            StatusCode::OK,
+            FakeBody::full(conn.shared.config.models_body.clone(), None),
+        )),
+        (method, path) => {
+            let message = format!("Invalid URL ({method} {path})");
+            let body = wire::error_body(&message, "invalid_request_error", None, None);
+            Ok(json_response(
+                StatusCode::NOT_FOUND,
+                FakeBody::full(body, None),
+            ))
+        }
+    }
+}
+
+/// Counts a chat request as cancelled unless disarmed: dropped by hyper mid-flight means the
+/// client went away.
+struct InFlight<'a> {
+    shared: &'a Shared,
+    armed: bool,
+}
+
+impl InFlight<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.count_cancelled();
+        }
+    }
+}
+
+/// What the handler needs from a chat request.
+struct Exchange {
+    model: String,
+    stream: bool,
+    include_usage: bool,
+    prompt_tokens: u64,
+    /// The last user message's text, when the step echoes it.
+    echo: Option<String>,
+}
+
+/// A request the fake rejects the way OpenAI would.
+struct Invalid {
+    message: &'static str,
+    param: Option<&'static str>,
+    code: Option<&'static str>,
+}
+
+async fn chat(conn: &Connection, request: Request<Incoming>) -> HandlerResult {
+    let shared = &*conn.shared;
+    shared.count_request();
+    let in_flight = InFlight {
+        shared,
+        armed: true,
+    };
+    let (parts, body) = request.into_parts();
+    // A failed read means the client went away: `in_flight` counts it.
+    let bytes = body.collect().await.map_err(|_| Abort)?.to_bytes();
+
+    let (json, parsed) = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(json) => {
+            let parsed = parse(&json);
+            (json, parsed)
+        }
+        Err(_) => {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let invalid = Invalid {
+                message: MALFORMED_JSON,
+                param: None,
+                code: None,
+            };
+            (Value::String(text), Err(invalid))
+        }
+    };
+    let (step, exchange) = match parsed {
+        Ok(mut exchange) => {
+            let step = shared.next_step();
+            if step.needs_echo() {
+                exchange.echo = Some(last_user_text(&json));
+            }
+            (step, exchange)
+        }
+        Err(invalid) => {
+            shared.record(json, parts.headers);
+            in_flight.disarm();
+            let body = wire::error_body(
+                invalid.message,
+                "invalid_request_error",
+                invalid.param,
+                invalid.code,
+            );
+            let body = FakeBody::full(body, Some(conn.shared.clone()));
+            return Ok(json_response(StatusCode::BAD_REQUEST, body));
+        }
+    };
+    shared.record(json, parts.headers);
+
+    let response = perform(conn, &step, &exchange).await;
+    in_flight.disarm();
+    response
+}
+
+/// Extracts what the handler needs, rejecting what OpenAI rejects.
+fn parse(json: &Value) -> Result<Exchange, Invalid> {
+    let Some(model) = json.get("model").and_then(Value::as_str) else {
+        return Err(Invalid {
+            message: "you must provide a model parameter",
+            param: None,
+            code: None,
+        });
+    };
+    let Some(messages) = json.get("messages").and_then(Value::as_array) else {
+        return Err(Invalid {
+            message: "Missing required parameter: 'messages'.",
+            param: Some("messages"),
+            code: Some("missing_required_parameter"),
+        });
+    };
+    let prompt_words: usize = messages
+        .iter()
+        .map(|message| message_text(message).map(count_words).sum::<usize>())
+        .sum();
+    Ok(Exchange {
+        model: model.to_owned(),
+        stream: json.get("stream").and_then(Value::as_bool) == Some(true),
+        include_usage: json
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            == Some(true),
+        prompt_tokens: prompt_words.max(1) as u64,
+        echo: None,
+    })
+}
+
+/// The text pieces of a message: its string content, or the `text` of its content parts.
+fn message_text(message: &Value) -> impl Iterator<Item = &str> {
+    let content = message.get("content");
+    let whole = content.and_then(Value::as_str);
+    let parts = content
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|part| part.get("text").and_then(Value::as_str));
+    whole.into_iter().chain(parts)
+}
+
+/// The text of the last user message (empty if there is none).
+fn last_user_text(json: &Value) -> String {
+    json.get("messages")
+        .and_then(Value::as_array)
+        .and_then(|messages| {
+            messages
+                .iter()
+                .rev()
+                .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        })
+        .map(|message| message_text(message).collect())
+        .unwrap_or_default()
+}
+
+fn count_words(text: &str) -> usize {
+    text.split_whitespace().count()
+}
+
+/// Splits `text` into at most `pieces` pieces of whole words (each with the whitespace that
+/// follows it), spreading the words evenly; always at least one piece.
+fn split_words(text: &str, pieces: usize) -> Vec<&str> {
+    let mut starts = Vec::new();
+    let mut after_space = true;
+    for (i, c) in text.char_indices() {
+        let space = c.is_whitespace();
+        if !space && after_space {
+            starts.push(i);
+        }
+        after_space = space;
+    }
+    let words = starts.len();
+    if words == 0 {
+        return vec![text];
+    }
+    let pieces = pieces.clamp(1, words);
+    let (per_piece, extra) = (words / pieces, words % pieces);
+    let mut out = Vec::with_capacity(pieces);
+    let (mut begin, mut word) = (0, 0);
+    for piece in 0..pieces {
+        word += per_piece + usize::from(piece < extra);
+        let end = starts.get(word).copied().unwrap_or(text.len());
+        out.push(&text[begin..end]);
+        begin = end;
+    }
+    out
+}
+
+/// `n` content pieces for the failure steps: the words of the default reply, cycled.
+fn filler_pieces(n: usize) -> impl Iterator<Item = &'static str> {
+    const WORDS: [&str; 5] = ["Hello ", "from ", "the ", "fake ", "upstream. "];
+    WORDS.into_iter().cycle().take(n)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Performs `step` (after any delays it wraps) for the exchange.
+async fn perform(conn: &Connection, mut step: &Step, exchange: &Exchange) -> HandlerResult {
+    let shared = &conn.shared;
+    let config = &shared.config;
+    loop {
+        match step {
+            Step::Delay(delay, inner) => {
+                tokio::time::sleep(*delay).await;
+                step = inner;
+                continue;
+            }
+            Step::Hang => std::future::pending::<()>().await,
+            Step::Reset => {
+                conn.reset.store(true, Ordering::Relaxed);
+                return Err(Abort);
+            }
+            _ => break,
+        }
+    }
+
+    let meta = wire::Meta {
+        id: if config.x_groq {
+            ids::groq_completion_id()
+        } else {
+            ids::openai_completion_id()
+        },
+        created: unix_now(),
+        model: &exchange.model,
+        fingerprint: &config.fingerprint,
+        finish_reason: &config.finish_reason,
+        groq_id: config.x_groq.then(ids::groq_request_id),
+        include_usage: exchange.include_usage,
+    };
+    let tracker = shared.clone();
+
+    let response = match step {
+        Step::Ok {
+            reply,
+            chunks,
+            chunk_delay,
+        } => {
+            let text = match reply {
+                Reply::Fixed(text) => text.as_str(),
+                Reply::Echo => exchange.echo.as_deref().unwrap_or_default(),
+            };
+            let pieces = split_words(text, *chunks);
+            let usage = wire::Usage::new(exchange.prompt_tokens, count_words(text) as u64);
+            if exchange.stream {
+                let mut frames = VecDeque::with_capacity(pieces.len() + 4);
+                frames.push_back((Duration::ZERO, meta.chunk_preamble()));
+                for piece in &pieces {
+                    frames.push_back((*chunk_delay, meta.chunk_content(piece)));
+                }
+                frames.push_back((Duration::ZERO, meta.chunk_finish(&usage)));
+                if exchange.include_usage {
+                    frames.push_back((Duration::ZERO, meta.chunk_usage(&usage)));
+                }
+                frames.push_back((Duration::ZERO, Bytes::from_static(wire::SSE_DONE)));
+                sse_response(FakeBody::stream(frames, Tail::End, tracker))
+            } else {
+                // Generation takes as long as the stream would have.
+                let generation = chunk_delay.saturating_mul(pieces.len() as u32);
+                if !generation.is_zero() {
+                    tokio::time::sleep(generation).await;
+                }
+                let body = FakeBody::full(meta.completion(text, &usage), Some(tracker));
+                json_response(StatusCode::OK, body)
+            }
+        }
+        Step::Status {
+            code,
+            message,
+            error_type,
+            error_code,
+            retry_after,
+            retry_after_ms,
+        } => {
+            let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body = wire::error_body(message, error_type, None, error_code.as_deref());
+            let mut response = json_response(status, FakeBody::full(body, Some(tracker)));
+            let headers = response.headers_mut();
+            for (name, value) in [(RETRY_AFTER, retry_after), (RETRY_AFTER_MS, retry_after_ms)] {
+                if let Some(value) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+                    headers.insert(name, value);
+                }
+            }
+            response
+        }
+        Step::PreambleThenError { message } if exchange.stream => {
+            let frames = VecDeque::from([
+                (Duration::ZERO, meta.chunk_preamble()),
+                (Duration::ZERO, wire::sse_error(message)),
+            ]);
+            sse_response(FakeBody::stream(frames, Tail::End, tracker))
+        }
+        Step::PreambleThenError { message } => {
+            let body = wire::error_body(message, "server_error", None, None);
+            json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                FakeBody::full(body, Some(tracker)),
+            )
+        }
+        Step::DropAfter { after } | Step::StallAfter { after } => {
+            let tail = if matches!(step, Step::DropAfter { .. }) {
+                Tail::Abort
+            } else {
+                Tail::Stall
+            };
+            if exchange.stream {
+                let mut frames = VecDeque::with_capacity(after + 1);
+                frames.push_back((Duration::ZERO, meta.chunk_preamble()));
+                frames
+                    .extend(filler_pieces(*after).map(|p| (Duration::ZERO, meta.chunk_content(p))));
+                sse_response(FakeBody::stream(frames, tail, tracker))
+            } else {
+                let usage =
+                    wire::Usage::new(exchange.prompt_tokens, count_words(DEFAULT_REPLY) as u64);
+                let full = meta.completion(DEFAULT_REPLY, &usage);
+                let half = full.slice(..full.len() / 2);
+                json_response(
+                    StatusCode::OK,
+                    FakeBody::truncated(half, full.len() as u64, tail, tracker),
+                )
+            }
+        }
+        Step::Delay(..) | Step::Hang | Step::Reset => unreachable!("handled above"),
+    };
+    Ok(response)
+}
+
+fn response(status: StatusCode, content_type: HeaderValue, body: FakeBody) -> Response<FakeBody> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, content_type);
+    if let Ok(id) = HeaderValue::try_from(ids::request_id()) {
+        headers.insert(X_REQUEST_ID, id);
+    }
+    response
+}
+
+fn json_response(status: StatusCode, body: FakeBody) -> Response<FakeBody> {
+    response(status, APPLICATION_JSON, body)
+}
+
+fn sse_response(body: FakeBody) -> Response<FakeBody> {
+    response(StatusCode::OK, TEXT_EVENT_STREAM, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn splits_words_evenly() {
+        assert_eq!(
+            split_words("Hello from the fake upstream.", 5),
+            ["Hello ", "from ", "the ", "fake ", "upstream."]
+        );
+        assert_eq!(split_words("a b c d e", 2), ["a b c ", "d e"]);
+        assert_eq!(split_words("a b", 10), ["a ", "b"]);
+        assert_eq!(split_words("  lead  trail ", 1), ["  lead  trail "]);
+        assert_eq!(split_words("", 3), [""]);
+        assert_eq!(split_words("x", 0), ["x"]);
+        assert_eq!(split_words("héllo wörld", 2), ["héllo ", "wörld"]);
+    }
+
+    #[test]
+    fn parses_requests() {
+        let json = json!({
+            "model": "m",
+            "stream": true,
+            "stream_options": {"include_usage": true},
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "one two"}, {"type": "text", "text": " three"}]},
+                {"role": "assistant", "content": null},
+            ],
+        });
+        let exchange = parse(&json).ok().unwrap();
+        assert_eq!(exchange.model, "m");
+        assert!(exchange.stream && exchange.include_usage);
+        assert_eq!(exchange.prompt_tokens, 5);
+        assert_eq!(last_user_text(&json), "one two three");
+
+        let empty = parse(&json!({"model": "m", "messages": []})).ok().unwrap();
+        assert_eq!(empty.prompt_tokens, 1);
+        assert!(!empty.stream && !empty.include_usage);
+        assert!(parse(&json!({"messages": []})).is_err());
+        assert_eq!(
+            parse(&json!({"model": "m"})).err().unwrap().param,
+            Some("messages")
+        );
+    }
+
+    #[test]
+    fn filler_cycles() {
+        let pieces: String = filler_pieces(6).collect();
+        assert_eq!(pieces, "Hello from the fake upstream. Hello ");
+    }
+}

@@ -1,0 +1,32 @@
+//! Scriptable fake LLM provider upstreams on loopback.
+//!
+//! [`FakeUpstream`] is a small hyper server that speaks the OpenAI Chat Completions wire
+//! format (JSON completions, SSE streams, error bodies) and answers each chat request with the
+//! next [`Step`] of a [`Script`]: a normal answer, an HTTP error, a delay, a connection reset, a
+//! hang, or one of several mid-stream failures. Integration tests use it to inject failures into
+//! a gateway's upstreams; benchmarks use it (or the `switchyard-fake-upstream` binary) as a fast
+//! upstream.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use switchyard_fakes::{FakeUpstream, Script, Step};
+//!
+//! let upstream = FakeUpstream::start(
+//!     Script::new().then(Step::status(503)).then(Step::rate_limited("1")),
+//! )
+//! .await;
+//! // Point the client at `upstream.base_url()`: the first request gets a 503, the second a 429,
+//! // every later one a normal completion.
+//! assert_eq!(upstream.requests(), 0);
+//! # }
+//! ```
+
+mod body;
+mod handler;
+mod ids;
+mod script;
+mod upstream;
+mod wire;
+
+pub use script::{Reply, Script, Step};
+pub use upstream::{FakeUpstream, Recorded};

@@ -178,20 +178,30 @@ impl Ctx<'_> {
 
     /// Deserializes `value` into `T`, naming the offending key on failure.
     fn typed<T: for<'de> Deserialize<'de>>(&self, prefix: &str, value: toml::Value) -> Result<T, ConfigError> {
-        serde_path_to_error::deserialize(value).map_err(|e| {
-            let mut key = join_key(prefix, &e.path().to_string());
-            let message = e.inner().message().trim().to_owned();
-            let fix = if let Some(field) = unknown_field(&message) {
-                key = join_key(&key, field);
-                "remove the key or correct its spelling (unknown keys are errors, not ignored)".to_owned()
-            } else if message.starts_with("missing field") {
-                "add the missing key".to_owned()
-            } else {
-                "correct the value".to_owned()
-            };
-            self.err(key, message, fix)
-        })
+        deserialize_table(prefix, value).map_err(|(key, message, fix)| self.err(key, message, fix))
     }
+}
+
+/// Deserializes a TOML value into `T`; on failure returns (full key, message, fix).
+pub(crate) fn deserialize_table<T: for<'de> Deserialize<'de>>(
+    prefix: &str,
+    value: toml::Value,
+) -> Result<T, (String, String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut key = join_key(prefix, &e.path().to_string());
+        let message = e.inner().message().trim().to_owned();
+        let fix = if let Some(field) = unknown_field(&message) {
+            if !key.ends_with(field) {
+                key = join_key(&key, field);
+            }
+            "remove the key or correct its spelling (unknown keys are errors, not ignored)".to_owned()
+        } else if message.starts_with("missing field") {
+            "add the missing key".to_owned()
+        } else {
+            "correct the value".to_owned()
+        };
+        (key, message, fix)
+    })
 }
 
 fn join_key(prefix: &str, rest: &str) -> String {

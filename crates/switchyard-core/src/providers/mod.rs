@@ -186,20 +186,5 @@ pub fn validate(config: &ProviderConfig) -> Result<(), OptionError> {
 
 /// Deserializes a kind's option table into its typed options, naming the offending key.
 pub fn options<T: for<'de> serde::Deserialize<'de>>(options: &toml::Table) -> Result<T, OptionError> {
-    serde_path_to_error::deserialize(toml::Value::Table(options.clone())).map_err(|e| {
-        let message = e.inner().message().trim().to_owned();
-        let mut key = e.path().to_string();
-        if key == "." {
-            key.clear();
-        }
-        let fix = if let Some(field) = message.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
-            key = if key.is_empty() { field.to_owned() } else { format!("{key}.{field}") };
-            "remove the key or correct its spelling (unknown keys are errors, not ignored)".to_owned()
-        } else if message.starts_with("missing field") {
-            "add the missing key".to_owned()
-        } else {
-            "correct the value".to_owned()
-        };
-        (key, message, fix)
-    })
+    crate::config::deserialize_table("", toml::Value::Table(options.clone()))
 }

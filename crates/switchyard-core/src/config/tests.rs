@@ -1,0 +1,173 @@
+use std::time::Duration;
+
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "GROQ_API_KEY" => Some("gsk-test".into()),
+        _ => None,
+    }
+}
+
+fn load(src: &str) -> Result<Config, ConfigError> {
+    Config::from_toml_str_with_env(src, "switchyard.toml", &env)
+}
+
+const EXAMPLE: &str = r#"
+[server]
+listen = "127.0.0.1:9090"
+
+[providers.groq]
+kind = "openai"
+base_url = "https://api.groq.com/openai/v1"
+api_key = "${GROQ_API_KEY}"
+
+[providers.groq.breaker]
+failures = 5
+
+[providers.openrouter]
+kind = "openai"
+base_url = "https://openrouter.ai/api/v1"
+api_key = "${OPENROUTER_API_KEY:-none}"
+
+[models.chat]
+targets = ["groq/llama-3.1-8b-instant", "openrouter/meta-llama/llama-3.1-8b-instruct"]
+
+[models.chat.retry]
+attempts_per_target = 3
+
+[retry]
+backoff_initial = "50ms"
+
+[timeouts]
+connect = "1s"
+"#;
+
+#[test]
+fn the_documented_example_loads() {
+    let c = load(EXAMPLE).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:9090");
+    assert_eq!(c.providers["groq"].options["api_key"].as_str(), Some("gsk-test"));
+    assert_eq!(c.providers["openrouter"].options["api_key"].as_str(), Some("none"));
+    let chat = &c.models["chat"];
+    let labels: Vec<String> = chat.targets.iter().map(TargetConfig::label).collect();
+    assert_eq!(labels, ["groq/llama-3.1-8b-instant", "openrouter/meta-llama/llama-3.1-8b-instruct"]);
+}
+
+#[test]
+fn settings_layer_defaults_then_provider_then_alias() {
+    let c = load(EXAMPLE).unwrap();
+    let groq = &c.models["chat"].targets[0].settings;
+    let or = &c.models["chat"].targets[1].settings;
+    assert_eq!(groq.breaker.failures, 5, "provider override");
+    assert_eq!(or.breaker.failures, 3, "default");
+    assert_eq!(groq.retry.attempts_per_target, 3, "alias override");
+    assert_eq!(groq.retry.backoff_initial, Duration::from_millis(50), "top-level");
+    assert_eq!(groq.retry.max_attempts, 6, "built-in default");
+    assert_eq!(groq.timeouts.connect, Duration::from_secs(1));
+}
+
+fn err(src: &str) -> ConfigError {
+    load(src).unwrap_err()
+}
+
+#[test]
+fn unknown_keys_are_errors_that_name_the_key() {
+    let e = err("[retry]\natempts_per_target = 2\n");
+    assert_eq!(e.key, "retry.atempts_per_target");
+    assert_eq!(e.line, Some(2));
+    assert!(e.fix.contains("spelling"));
+    let e = err("[server]\nlisten = \"127.0.0.1:1\"\nport = 3\n");
+    assert_eq!(e.key, "server.port");
+    let e = err("[surver]\n");
+    assert_eq!(e.key, "surver");
+    let e = err("[providers.p]\nkind = \"openai\"\nbase_url = \"http://x\"\napi_kee = \"k\"\n");
+    assert_eq!(e.key, "providers.p.api_kee");
+    assert_eq!(e.line, Some(4));
+    let e = err("[providers.p]\nkind = \"mock\"\n[providers.p.breaker]\nfailure = 3\n");
+    assert_eq!(e.key, "providers.p.breaker.failure");
+    let e = err("[providers.p]\nkind = \"mock\"\n[models.m]\ntargets = [\"p/x\"]\nfallback = 1\n");
+    assert_eq!(e.key, "models.m.fallback");
+}
+
+#[test]
+fn the_error_message_names_file_key_and_fix() {
+    let e = err("[models.chat]\ntargets = [\"nope/model\"]\n");
+    assert_eq!(e.key, "models.chat.targets[0]");
+    let text = e.to_string();
+    assert!(text.starts_with("switchyard.toml:2: key `models.chat.targets[0]`"), "{text}");
+    assert!(text.contains("provider \"nope\" is not defined"), "{text}");
+    assert!(text.contains("fix: add a [providers.nope] table"), "{text}");
+}
+
+#[test]
+fn bad_values_are_explained() {
+    let e = err("[retry]\nbackoff_initial = \"100\"\n");
+    assert_eq!(e.key, "retry.backoff_initial");
+    assert!(e.message.contains("no unit"), "{}", e.message);
+    let e = err("[retry]\nbackoff_initial = \"5s\"\nbackoff_max = \"1s\"\n");
+    assert_eq!(e.key, "retry.backoff_initial");
+    let e = err("[breaker]\nfailures = 0\n");
+    assert_eq!(e.key, "breaker.failures");
+    let e = err("[server]\nlisten = \"localhost\"\n");
+    assert_eq!(e.key, "server.listen");
+    let e = err("[retry]\nmax_attempts = \"six\"\n");
+    assert_eq!(e.key, "retry.max_attempts");
+    let e = err("[providers.p]\nkind = \"mock\"\nfailure_rate = 2.0\n");
+    assert_eq!(e.key, "providers.p.failure_rate");
+    let e = err("[providers.p]\nkind = \"mock\"\nfailure = \"sometimes\"\n");
+    assert_eq!(e.key, "providers.p.failure");
+    let e = err("[providers.p]\nkind = \"openai\"\nbase_url = \"ftp://x\"\n");
+    assert_eq!(e.key, "providers.p.base_url");
+    let e = err("[providers.p]\nkind = \"openai\"\n");
+    assert!(e.message.contains("base_url"), "{}", e.message);
+    let e = err("[providers.p]\nkind = \"carrier-pigeon\"\n");
+    assert_eq!(e.key, "providers.p.kind");
+    assert!(e.fix.contains("openai") && e.fix.contains("mock"));
+    let e = err("[providers.p]\nbase_url = \"http://x\"\n");
+    assert_eq!(e.key, "providers.p.kind");
+}
+
+#[test]
+fn chains_must_be_well_formed() {
+    let base = "[providers.p]\nkind = \"mock\"\n";
+    let e = err(&format!("{base}[models.m]\ntargets = []\n"));
+    assert_eq!(e.key, "models.m.targets");
+    let e = err(&format!("{base}[models.m]\ntargets = [\"p\"]\n"));
+    assert_eq!(e.key, "models.m.targets[0]");
+    assert!(e.message.contains("provider/upstream-model"));
+    let e = err(&format!("{base}[models.m]\n"));
+    assert!(e.message.contains("targets"), "{}", e.message);
+}
+
+#[test]
+fn missing_environment_variables_are_named() {
+    let e = err("[providers.p]\nkind = \"openai\"\nbase_url = \"http://x\"\napi_key = \"${OPENAI_API_KEY}\"\n");
+    assert_eq!(e.key, "providers.p.api_key");
+    assert!(e.message.contains("OPENAI_API_KEY is not set"), "{}", e.message);
+    assert!(e.fix.contains("export OPENAI_API_KEY"));
+}
+
+#[test]
+fn conflicting_breakers_for_one_target_are_rejected() {
+    let src = "[providers.p]\nkind = \"mock\"\n[models.a]\ntargets = [\"p/x\"]\n[models.b]\ntargets = [\"p/x\"]\n[models.b.breaker]\nfailures = 9\n";
+    let e = err(src);
+    assert_eq!(e.key, "models.b.breaker");
+    assert!(e.fix.contains("[providers.p.breaker]"));
+    // The same target in two aliases with the same settings is fine.
+    load("[providers.p]\nkind = \"mock\"\n[models.a]\ntargets = [\"p/x\"]\n[models.b]\ntargets = [\"p/x\"]\n").unwrap();
+}
+
+#[test]
+fn syntax_errors_point_at_the_line() {
+    let e = err("[server]\nlisten = \n");
+    assert_eq!(e.line, Some(2));
+    assert!(e.message.starts_with("invalid TOML"));
+}
+
+#[test]
+fn an_empty_file_is_a_valid_empty_gateway() {
+    let c = load("").unwrap();
+    assert!(c.models.is_empty());
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+}

@@ -1,0 +1,150 @@
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::*;
+
+fn req(body: &str) -> Result<ChatRequest, RequestError> {
+    ChatRequest::parse(Bytes::copy_from_slice(body.as_bytes()))
+}
+
+#[test]
+fn reads_only_what_routing_needs() {
+    let r = req(r#"{"messages":[{"role":"user","content":"hi"}],"model":"chat","stream":true,"stream_options":{"include_usage":true},"temperature":0.2}"#).unwrap();
+    assert_eq!(r.model, "chat");
+    assert!(r.stream);
+    assert!(r.include_usage);
+    let r = req(r#"{"model":"chat","messages":[],"stream":null}"#).unwrap();
+    assert!(!r.stream && !r.include_usage);
+}
+
+#[test]
+fn rewrites_model_and_keeps_every_other_byte() {
+    let body = r#"{ "model" : "chat",  "messages":[{"role":"user","content":"caf\u00e9 \"q\""}],"x":{"model":"inner"}}"#;
+    let r = req(body).unwrap();
+    let out = r.body_with_model("meta-llama/llama-3.1-8b-instruct");
+    assert_eq!(
+        std::str::from_utf8(&out).unwrap(),
+        r#"{ "model" : "meta-llama/llama-3.1-8b-instruct",  "messages":[{"role":"user","content":"caf\u00e9 \"q\""}],"x":{"model":"inner"}}"#
+    );
+    let out = r.body_with_model("we\"ird");
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["model"], "we\"ird");
+    assert_eq!(v["x"]["model"], "inner");
+}
+
+#[test]
+fn escaped_model_names_are_decoded() {
+    let r = req(r#"{"model":"ch\u0061t","messages":[]}"#).unwrap();
+    assert_eq!(r.model, "chat");
+    let v: Value = serde_json::from_slice(&r.body_with_model("up")).unwrap();
+    assert_eq!(v["model"], "up");
+}
+
+#[test]
+fn rejects_what_openai_rejects() {
+    let e = req(r#"{"model":"chat","messages":[}"#).unwrap_err();
+    assert_eq!(e.code, Some("invalid_json"));
+    let e = req(r#"{"messages":[]}"#).unwrap_err();
+    assert_eq!(e.param, Some("model"));
+    let e = req(r#"{"model":"chat"}"#).unwrap_err();
+    assert_eq!(e.param, Some("messages"));
+    let e = req(r#"{"model":5,"messages":[]}"#).unwrap_err();
+    assert_eq!(e.code, Some("invalid_type"));
+    let e = req(r#"{"model":"chat","messages":"hi"}"#).unwrap_err();
+    assert_eq!(e.param, Some("messages"));
+    assert!(req(r#"{"model":"chat","messages":[]} trailing"#).is_err());
+    assert!(req(r#"[1,2]"#).is_err());
+    assert!(req(r#"{"model":"chat","messages":[],"stream":"yes"}"#).is_err());
+}
+
+#[test]
+fn last_user_text_handles_strings_and_parts() {
+    let r = req(r#"{"model":"m","messages":[{"role":"user","content":"first"},{"role":"assistant","content":"x"},{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"data:"}},{"type":"text","text":"b"}]}]}"#).unwrap();
+    assert_eq!(r.last_user_text(), "a b");
+}
+
+// A Groq response as documented in its API reference: a non-standard `x_groq`, and usage with
+// extra timing fields that must be preserved.
+const GROQ_COMPLETION: &str = r#"{"id":"chatcmpl-f51b2cd2-bef7-417e-964e-a08f0b513c22","object":"chat.completion","created":1730241104,"model":"llama3-8b-8192","choices":[{"index":0,"message":{"role":"assistant","content":"Fast language models."},"logprobs":null,"finish_reason":"stop"}],"usage":{"queue_time":0.037493756,"prompt_tokens":18,"prompt_time":0.000680594,"completion_tokens":556,"completion_time":0.463333333,"total_tokens":574,"total_time":0.464013927},"system_fingerprint":"fp_179b0f92c9","x_groq":{"id":"req_01jbd6g2qdfw2adyrt2az8hz4w"}}"#;
+
+#[test]
+fn completion_is_normalized() {
+    let (body, usage) = normalize_completion(GROQ_COMPLETION.as_bytes(), "chat").unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert!(v.get("x_groq").is_none());
+    assert_eq!(v["model"], "chat");
+    assert_eq!(v["choices"][0]["message"]["content"], "Fast language models.");
+    assert_eq!(v["usage"]["queue_time"], json!(0.037493756), "usage is preserved as sent");
+    assert_eq!(v["system_fingerprint"], "fp_179b0f92c9");
+    assert_eq!(usage, Some(Usage { prompt_tokens: 18, completion_tokens: 556, total_tokens: 574 }));
+}
+
+#[test]
+fn non_standard_choice_fields_and_finish_reasons_are_normalized() {
+    let body = r#"{"id":"x","object":"chat.completion","created":1,"model":"m","provider":"DeepInfra","choices":[{"index":0,"message":{"role":"assistant","content":"hi","reasoning":"kept"},"finish_reason":"eos","native_finish_reason":"eos","stop_reason":128009}]}"#;
+    let (body, usage) = normalize_completion(body.as_bytes(), "a").unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        v,
+        json!({"id":"x","object":"chat.completion","created":1,"model":"a",
+               "choices":[{"index":0,"message":{"role":"assistant","content":"hi","reasoning":"kept"},"finish_reason":"stop"}]})
+    );
+    assert_eq!(usage, None);
+}
+
+#[test]
+fn finish_reasons_map_onto_openais_set() {
+    for (from, to) in [
+        ("stop", "stop"),
+        ("eos", "stop"),
+        ("end_turn", "stop"),
+        ("length", "length"),
+        ("max_tokens", "length"),
+        ("model_length", "length"),
+        ("tool_calls", "tool_calls"),
+        ("tool_use", "tool_calls"),
+        ("content_filter", "content_filter"),
+        ("SAFETY".to_ascii_lowercase().leak(), "content_filter"),
+        ("function_call", "function_call"),
+        ("something_new", "stop"),
+    ] {
+        assert_eq!(map_finish_reason(from), to, "{from}");
+    }
+}
+
+#[test]
+fn chunks_are_classified() {
+    let preamble = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"x_groq":{"id":"req_1"}}"#;
+    let c = normalize_chunk(preamble.as_bytes(), "chat").unwrap();
+    assert!(!c.content && !c.finish);
+    let v: Value = serde_json::from_slice(&c.data).unwrap();
+    assert!(v.get("x_groq").is_none());
+    assert_eq!(v["model"], "chat");
+
+    let text = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#;
+    assert!(normalize_chunk(text.as_bytes(), "chat").unwrap().content);
+
+    let tool = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]},"finish_reason":null}]}"#;
+    assert!(normalize_chunk(tool.as_bytes(), "chat").unwrap().content);
+
+    let finish = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"eos"}],"x_groq":{"id":"req_1","usage":{"prompt_tokens":1}}}"#;
+    let c = normalize_chunk(finish.as_bytes(), "chat").unwrap();
+    assert!(c.finish && !c.content);
+    let v: Value = serde_json::from_slice(&c.data).unwrap();
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+
+    let usage = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
+    let c = normalize_chunk(usage.as_bytes(), "chat").unwrap();
+    assert_eq!(c.usage, Some(Usage { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 }));
+    assert!(!c.content && !c.finish);
+}
+
+#[test]
+fn error_objects_in_streams_are_recognised() {
+    let e = normalize_chunk(br#"{"error":{"message":"overloaded","type":"server_error"}}"#, "chat").unwrap_err();
+    assert_eq!(e, NormalizeError::Upstream("overloaded".into()));
+    let e = normalize_chunk(br#"{"error":"plain"}"#, "chat").unwrap_err();
+    assert_eq!(e, NormalizeError::Upstream("plain".into()));
+    assert!(matches!(normalize_chunk(b"not json", "chat"), Err(NormalizeError::Invalid(_))));
+    assert!(matches!(normalize_chunk(br#"{"id":"x"}"#, "chat"), Err(NormalizeError::Invalid(_))));
+}

@@ -1,0 +1,189 @@
+"""The official `openai` Python SDK against a real Switchyard binary.
+
+The gateway runs with a chain whose first target refuses connections and whose second is the
+fake OpenAI-compatible upstream (`switchyard-fake-upstream`), so every call here also fails over.
+Error cases must raise the SDK's matching exception classes.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import openai
+import pytest
+
+SWITCHYARD_BIN = os.environ.get("SWITCHYARD_BIN", "target/debug/switchyard")
+FAKE_BIN = os.environ.get("FAKE_UPSTREAM_BIN", "target/debug/switchyard-fake-upstream")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 15.0) -> None:
+    deadline = time.time() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.time() > deadline:
+            raise RuntimeError(f"{url} did not come up")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    procs = []
+    try:
+        fake_port = free_port()
+        procs.append(subprocess.Popen([FAKE_BIN, "--listen", f"127.0.0.1:{fake_port}", "--chunks", "8"],
+                                      stdout=subprocess.PIPE, stderr=sys.stderr))
+        wait_http(f"http://127.0.0.1:{fake_port}/v1/models")
+        dead_port = free_port()  # nothing listens here: connection refused
+        config = tmp_path_factory.mktemp("cfg") / "switchyard.toml"
+        config.write_text(f"""
+[retry]
+backoff_initial = "10ms"
+backoff_max = "50ms"
+
+[providers.down]
+kind = "openai"
+base_url = "http://127.0.0.1:{dead_port}/v1"
+api_key = "sk-down-secret-key-0123456789abcdef"
+
+[providers.fake]
+kind = "openai"
+base_url = "http://127.0.0.1:{fake_port}/v1"
+api_key = "sk-fake-secret-key-0123456789abcdef"
+
+[providers.limited]
+kind = "mock"
+failure_rate = 1.0
+failure = "rate_limit"
+retry_after = "30s"
+
+[providers.broken]
+kind = "mock"
+failure_rate = 1.0
+failure = "mid_stream_drop"
+reply = "one two three four five six"
+
+[models.chat]
+targets = ["down/gpt-4o-mini", "fake/gpt-4o-mini"]
+
+[models.limited]
+targets = ["limited/any"]
+
+[models.broken]
+targets = ["broken/any"]
+[models.broken.retry]
+attempts_per_target = 1
+""")
+        port = free_port()
+        procs.append(subprocess.Popen([SWITCHYARD_BIN, "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
+                                      stdout=sys.stderr, stderr=sys.stderr))
+        wait_http(f"http://127.0.0.1:{port}/health")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@pytest.fixture
+def client(gateway):
+    # max_retries=0: the gateway does the retrying; the SDK must see the gateway's own answer.
+    return openai.OpenAI(base_url=gateway, api_key="client-key", max_retries=0, timeout=20)
+
+
+def test_plain_completion_fails_over_to_the_live_target(client):
+    raw = client.chat.completions.with_raw_response.create(
+        model="chat", messages=[{"role": "user", "content": "Say hello"}])
+    completion = raw.parse()
+    assert raw.headers["x-switchyard-provider"] == "fake"
+    assert raw.headers["x-switchyard-model"] == "gpt-4o-mini"
+    assert int(raw.headers["x-switchyard-attempts"]) >= 2  # the refused target was tried first
+    assert raw.headers["x-request-id"]
+    assert completion.model == "chat"
+    assert completion.choices[0].message.role == "assistant"
+    assert completion.choices[0].message.content
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+
+
+def test_streamed_completion(client):
+    stream = client.chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "Stream please"}],
+        stream=True, stream_options={"include_usage": True})
+    text, finish, usage, chunks = [], None, None, 0
+    for chunk in stream:
+        chunks += 1
+        assert chunk.model == "chat"
+        if chunk.choices:
+            delta = chunk.choices[0].delta
+            if delta.content:
+                text.append(delta.content)
+            finish = chunk.choices[0].finish_reason or finish
+        if chunk.usage:
+            usage = chunk.usage
+    assert chunks >= 8
+    assert "".join(text).strip()
+    assert finish == "stop"
+    assert usage is not None and usage.completion_tokens > 0
+
+
+def test_models_lists_the_aliases(client):
+    ids = sorted(m.id for m in client.models.list())
+    assert ids == ["broken", "chat", "limited"]
+
+
+def test_unknown_model_raises_not_found(client):
+    with pytest.raises(openai.NotFoundError) as e:
+        client.chat.completions.create(model="no-such-alias", messages=[{"role": "user", "content": "hi"}])
+    assert e.value.status_code == 404
+    assert e.value.code == "model_not_found"
+
+
+def test_malformed_request_raises_bad_request(client):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="chat", messages="not a list")
+    assert e.value.status_code == 400
+
+
+def test_rate_limited_chain_raises_rate_limit_error(client):
+    with pytest.raises(openai.RateLimitError) as e:
+        client.chat.completions.create(model="limited", messages=[{"role": "user", "content": "hi"}])
+    assert e.value.status_code == 429
+    assert e.value.response.headers.get("retry-after")
+    assert "limited/any" in e.value.message
+
+
+def test_mid_stream_failure_raises_instead_of_ending_cleanly(client):
+    stream = client.chat.completions.create(
+        model="broken", messages=[{"role": "user", "content": "hi"}], stream=True)
+    received = []
+    with pytest.raises(openai.APIError) as e:
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                received.append(chunk.choices[0].delta.content)
+    assert received, "content before the break reached the client"
+    assert "stream" in str(e.value.message).lower()
+
+
+def test_error_messages_never_contain_provider_keys(client):
+    with pytest.raises(openai.RateLimitError) as e:
+        client.chat.completions.create(model="limited", messages=[{"role": "user", "content": "hi"}])
+    body = e.value.response.text
+    assert "sk-down-secret" not in body and "sk-fake-secret" not in body

@@ -1,0 +1,102 @@
+//! A client that goes away: the upstream request is cancelled, the provider is not blamed, and
+//! a half-open probe slot is given back.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+use switchyard_fakes::{FakeUpstream, Reply, Script, Step};
+
+/// Long enough that only the client's own timeouts end a hanging call.
+const PATIENT: &str = "[models.chat.retry]\nattempts_per_target = 1\n[models.chat.timeouts]\nfirst_byte = \"5s\"\n";
+
+// LiteLLM #13774: a client disconnect must cancel the upstream request.
+#[tokio::test]
+async fn client_disconnect_cancels_the_upstream_request() {
+    let a = FakeUpstream::start(Script::new().default_step(Step::Hang)).await;
+    let gw = start(&one_target(&a, PATIENT)).await;
+
+    gw.send_and_abandon(&chat_body("chat"), Duration::from_millis(200)).await;
+
+    assert_eq!(a.requests(), 1);
+    eventually("the upstream request to be cancelled", Duration::from_secs(1), || a.cancelled() == 1).await;
+}
+
+// LiteLLM #13774, streaming: dropping a stream mid-way must cancel the upstream stream.
+#[tokio::test]
+async fn client_disconnect_mid_stream_cancels_the_upstream_stream() {
+    let a = FakeUpstream::start(Script::new().default_step(Step::StallAfter { after: 2 })).await;
+    let gw = start(&one_target(&a, PATIENT)).await;
+
+    let resp = gw.open(&stream_body("chat")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let events = read_events(&mut body, 3).await;
+    assert_eq!(streamed_text(&chunks(&events)), "Hello from ");
+    drop(body);
+
+    eventually("the upstream stream to be cancelled", Duration::from_secs(1), || a.cancelled() == 1).await;
+}
+
+// LiteLLM #13774, streaming: a slow but healthy stream is cancelled too, not read to its end.
+#[tokio::test]
+async fn client_disconnect_during_a_slow_stream_cancels_it() {
+    let slow = Step::Ok { reply: Reply::Fixed("w ".repeat(40)), chunks: 40, chunk_delay: Duration::from_millis(50) };
+    let a = FakeUpstream::start(Script::new().default_step(slow)).await;
+    let gw = start(&one_target(&a, PATIENT)).await;
+
+    let resp = gw.open(&stream_body("chat")).await;
+    let mut body = resp.into_body();
+    read_events(&mut body, 3).await;
+    drop(body);
+
+    eventually("the slow upstream stream to be cancelled", Duration::from_secs(1), || a.cancelled() == 1).await;
+    assert_eq!(a.completed(), 0, "the stream was not read to its end");
+}
+
+// A client that gives up is not the provider's fault: it must not open the breaker.
+#[tokio::test]
+async fn client_aborts_do_not_count_as_provider_failures() {
+    let a = FakeUpstream::start(Script::new().default_step(Step::Hang)).await;
+    let extra = format!("{PATIENT}[models.chat.breaker]\nfailures = 2\ncooldown = \"30s\"\n");
+    let gw = start(&one_target(&a, &extra)).await;
+
+    for n in 1..=3 {
+        gw.send_and_abandon(&chat_body("chat"), Duration::from_millis(150)).await;
+        eventually("the cancellation to reach the upstream", Duration::from_secs(1), || a.cancelled() == n).await;
+    }
+
+    assert_eq!(gw.get("/ready").await.status, StatusCode::OK);
+    a.set_default(Step::ok());
+    let r = gw.chat(&chat_body("chat")).await;
+    assert_eq!(r.status, StatusCode::OK, "the breaker opened on client aborts: {}", r.text());
+    assert_eq!(r.attempts(), 1);
+    assert_eq!(a.requests(), 4);
+}
+
+// GoModel PR #480: a half-open probe whose client goes away must release its probe slot.
+#[tokio::test]
+async fn half_open_probe_slot_is_released_when_the_client_cancels() {
+    let a = FakeUpstream::start(Script::new().then(Step::status(500)).then(Step::Hang)).await;
+    let extra = format!("{PATIENT}[models.chat.breaker]\nfailures = 1\ncooldown = \"300ms\"\n");
+    let gw = start(&one_target(&a, &extra)).await;
+
+    // Open the breaker.
+    assert_eq!(gw.chat(&chat_body("chat")).await.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(gw.chat(&chat_body("chat")).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.requests(), 1);
+
+    // After the cooldown a probe goes out, hangs, and its client gives up.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    gw.send_and_abandon(&chat_body("chat"), Duration::from_millis(200)).await;
+    assert_eq!(a.requests(), 2, "the probe was sent");
+    eventually("the probe to be cancelled upstream", Duration::from_secs(1), || a.cancelled() == 1).await;
+
+    // The slot is free again: the next request probes (and closes the breaker).
+    let r = gw.chat(&chat_body("chat")).await;
+    assert_eq!(r.status, StatusCode::OK, "the breaker stayed stuck half-open: {}", r.text());
+    assert_eq!(r.attempts(), 1);
+    assert_eq!(a.requests(), 3);
+}

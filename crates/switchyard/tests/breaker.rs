@@ -148,3 +148,23 @@ async fn only_one_probe_goes_out_while_half_open() {
     assert_eq!(others, vec![("b".to_owned(), 1); 3], "requests during the probe skip the first target");
     assert_eq!(a.requests(), 3, "exactly one probe");
 }
+
+// A short rate-limit burst must not take a target out for the whole cooldown: a breaker opened
+// by 429s with Retry-After stays open only for the Retry-After.
+#[tokio::test]
+async fn a_rate_limit_burst_opens_the_breaker_only_for_its_retry_after() {
+    let a = FakeUpstream::start(Script::new().times(2, Step::rate_limited("1"))).await;
+    let extra = "[models.chat.retry]\nattempts_per_target = 1\n[models.chat.breaker]\nfailures = 2\ncooldown = \"60s\"\n";
+    let gw = start(&one_target(&a, extra)).await;
+    for _ in 0..2 {
+        assert_eq!(gw.chat(&chat_body("chat")).await.status, StatusCode::TOO_MANY_REQUESTS);
+    }
+    let r = gw.chat(&chat_body("chat")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "open right after the burst: {}", r.text());
+    assert_eq!(a.requests(), 2);
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = gw.chat(&chat_body("chat")).await;
+    assert_eq!(r.status, StatusCode::OK, "probed after the Retry-After, not the 60s cooldown: {}", r.text());
+    assert_eq!(a.requests(), 3);
+}

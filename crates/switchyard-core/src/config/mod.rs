@@ -332,6 +332,7 @@ fn build(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
     for (name, table) in raw.providers {
         let provider = provider_config(cx, &name, table)?;
         check_settings(cx, &format!("providers.{name}"), &defaults.with(&provider.overrides))?;
+        reject_call_wide_keys(cx, &format!("providers.{name}"), &provider.overrides)?;
         crate::providers::validate(&provider).map_err(|(key, message, fix)| {
             cx.err(join_key(&format!("providers.{name}"), &key), message, fix)
         })?;
@@ -347,6 +348,13 @@ fn build(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             return Err(cx.err(format!("{prefix}.targets"), "the chain is empty", "list at least one \"provider/upstream-model\""));
         }
         let overrides = Overrides { retry: rm.retry, breaker: rm.breaker, timeouts: rm.timeouts };
+        if overrides.timeouts.connect.is_some() {
+            return Err(cx.err(
+                format!("{prefix}.timeouts.connect"),
+                "the connect timeout belongs to a provider's connection pool, not to an alias",
+                "set it under [providers.NAME.timeouts] or the top-level [timeouts]",
+            ));
+        }
         let settings = defaults.with(&overrides);
         check_settings(cx, &prefix, &settings)?;
         let mut targets = Vec::with_capacity(rm.targets.len());
@@ -387,6 +395,21 @@ fn build(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     Ok(Config { origin: cx.origin.to_owned(), server, defaults, providers, models })
+}
+
+/// `retry.max_attempts` and `timeouts.total` bound a whole call across providers, so a
+/// provider table cannot set them; say so instead of silently ignoring them.
+fn reject_call_wide_keys(cx: &Ctx<'_>, prefix: &str, o: &Overrides) -> Result<(), ConfigError> {
+    for (set, key) in [(o.retry.max_attempts.is_some(), "retry.max_attempts"), (o.timeouts.total.is_some(), "timeouts.total")] {
+        if set {
+            return Err(cx.err(
+                format!("{prefix}.{key}"),
+                "applies to a whole call across all of an alias's targets, so it cannot be set per provider",
+                format!("set it in the top-level [{0}] or under [models.ALIAS.{0}]", key.split('.').next().unwrap_or(key)),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_settings(cx: &Ctx<'_>, prefix: &str, r: &Resilience) -> Result<(), ConfigError> {

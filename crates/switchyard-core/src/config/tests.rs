@@ -171,3 +171,15 @@ fn an_empty_file_is_a_valid_empty_gateway() {
     assert!(c.models.is_empty());
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
 }
+
+#[test]
+fn keys_without_effect_at_their_level_are_rejected() {
+    let e = err("[providers.p]\nkind = \"mock\"\n[providers.p.retry]\nmax_attempts = 1\n");
+    assert_eq!(e.key, "providers.p.retry.max_attempts");
+    assert!(e.fix.contains("[models.ALIAS.retry]"), "{}", e.fix);
+    let e = err("[providers.p]\nkind = \"mock\"\n[providers.p.timeouts]\ntotal = \"5s\"\n");
+    assert_eq!(e.key, "providers.p.timeouts.total");
+    let e = err("[providers.p]\nkind = \"mock\"\n[models.m]\ntargets = [\"p/x\"]\n[models.m.timeouts]\nconnect = \"1s\"\n");
+    assert_eq!(e.key, "models.m.timeouts.connect");
+    assert!(e.fix.contains("[providers.NAME.timeouts]"));
+}

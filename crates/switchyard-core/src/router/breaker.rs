@@ -143,7 +143,7 @@ impl Breaker {
     /// committed to the client).
     pub fn record_failure(&self) {
         let mut g = self.lock();
-        self.failure_locked(&mut g, false, 0);
+        self.failure_locked(&mut g, false, 0, None);
     }
 
     fn bucket_index(&self, now: Instant) -> u64 {
@@ -167,8 +167,10 @@ impl Breaker {
             .fold((0, 0), |(f, t), (_, bf, bt)| (f + bf, t + bt))
     }
 
-    fn open(&self, g: &mut Inner) {
-        g.phase = Phase::Open { until: Instant::now() + self.settings.cooldown };
+    /// Opens for `cooldown`, or for a shorter `hint` (the upstream's Retry-After) when given.
+    fn open(&self, g: &mut Inner, hint: Option<Duration>) {
+        let open_for = hint.map_or(self.settings.cooldown, |h| h.min(self.settings.cooldown));
+        g.phase = Phase::Open { until: Instant::now() + open_for };
         g.epoch += 1;
         g.opened += 1;
         g.window = [(u64::MAX, 0, 0); BUCKETS];
@@ -189,16 +191,16 @@ impl Breaker {
         }
     }
 
-    fn failure_locked(&self, g: &mut Inner, probe: bool, epoch: u64) {
+    fn failure_locked(&self, g: &mut Inner, probe: bool, epoch: u64, hint: Option<Duration>) {
         g.consecutive = g.consecutive.saturating_add(1);
         match g.phase {
-            Phase::HalfOpen { .. } if probe && epoch == g.epoch => self.open(g),
+            Phase::HalfOpen { .. } if probe && epoch == g.epoch => self.open(g, hint),
             Phase::Closed => {
                 let (failures, total) = self.record(g, true);
                 let ratio_trips = total >= self.settings.min_requests.max(1)
                     && failures as f64 / total as f64 >= self.settings.failure_ratio;
                 if g.consecutive >= self.settings.failures || ratio_trips {
-                    self.open(g);
+                    self.open(g, hint);
                 }
             }
             _ => {}
@@ -225,10 +227,17 @@ impl Permit<'_> {
         self.breaker.success_locked(&mut g, self.probe, self.epoch);
     }
 
-    pub fn failure(mut self) {
+    pub fn failure(self) {
+        self.failure_with_hint(None);
+    }
+
+    /// A failure that says when the target expects to recover (a rate limit's Retry-After):
+    /// if it opens the breaker, it stays open only that long (at most `cooldown`), so a short
+    /// rate-limit burst does not take the target out for the whole cooldown.
+    pub fn failure_with_hint(mut self, retry_after: Option<Duration>) {
         self.done = true;
         let mut g = self.breaker.lock();
-        self.breaker.failure_locked(&mut g, self.probe, self.epoch);
+        self.breaker.failure_locked(&mut g, self.probe, self.epoch, retry_after);
     }
 }
 
@@ -311,6 +320,22 @@ mod tests {
         p3.success();
         drop(p4);
         assert_eq!(b.state(), State::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limit_opens_it_only_for_its_retry_after() {
+        let b = Breaker::new(settings(2, 1));
+        b.try_acquire().unwrap().failure_with_hint(Some(Duration::from_secs(2)));
+        b.try_acquire().unwrap().failure_with_hint(Some(Duration::from_secs(2)));
+        assert_eq!(b.state(), State::Open);
+        tokio::time::advance(Duration::from_millis(2100)).await;
+        assert_eq!(b.state(), State::HalfOpen, "open for the Retry-After, not the 30s cooldown");
+        // A Retry-After longer than the cooldown is capped by it.
+        b.try_acquire().unwrap().failure_with_hint(Some(Duration::from_secs(600)));
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert_eq!(b.state(), State::Open);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(b.state(), State::HalfOpen);
     }
 
     #[tokio::test(start_paused = true)]

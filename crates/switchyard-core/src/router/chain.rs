@@ -145,8 +145,8 @@ pub async fn run<'a>(alias: &'a Alias, request: &ChatRequest, deadline: Instant,
                     continue 'targets;
                 }
                 Disposition::Retry => {
-                    permit.failure();
                     let retry_after = error.retry_after();
+                    permit.failure_with_hint(retry_after.filter(|_| error.status() == Some(429)));
                     last = Some(error);
                     if tries >= target.retry.attempts_per_target {
                         continue 'targets;

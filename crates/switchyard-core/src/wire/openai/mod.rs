@@ -10,6 +10,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+pub mod types;
+
 use super::json::{self, as_str, write_key, write_str};
 
 /// Token usage as reported by the upstream (or counted by a provider adapter).

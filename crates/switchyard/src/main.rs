@@ -40,20 +40,29 @@ async fn load(path: Option<std::path::PathBuf>) -> Result<Config, ConfigError> {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stderr through a background writer thread, so a request never waits on a write
+/// to the terminal or a pipe. The returned guard flushes what is queued when dropped.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_env("SWITCHYARD_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    // Lossy: under a log storm lines are dropped rather than stalling requests; the queue holds
+    // 128k lines, so that takes a sustained overload of the writer.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("switchyard-log")
+        .finish(std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
     }
+    guard
 }
 
 async fn serve(path: Option<std::path::PathBuf>, listen: Option<std::net::SocketAddr>, log_format: LogFormat) -> ExitCode {
-    init_logging(log_format);
+    let _log_guard = init_logging(log_format);
     let mut config = match load(path).await {
         Ok(c) => c,
         Err(e) => {

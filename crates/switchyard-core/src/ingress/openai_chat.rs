@@ -52,8 +52,8 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, Extension(id):
     log.upstream_model = Some(target.model.clone());
     log.status = 200;
     let mut headers = HeaderMap::with_capacity(8);
-    headers.insert(X_PROVIDER.clone(), header_value(&target.provider_name));
-    headers.insert(X_MODEL.clone(), header_value(&target.model));
+    headers.insert(X_PROVIDER.clone(), target.provider_header.clone());
+    headers.insert(X_MODEL.clone(), target.model_header.clone());
     set_attempts(&mut headers, log.trace.sent);
     match served.answer {
         Answer::Complete(c) => {
@@ -69,10 +69,6 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, Extension(id):
             (StatusCode::OK, headers, Body::from_stream(relay(s, log))).into_response()
         }
     }
-}
-
-fn header_value(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 fn set_attempts(headers: &mut HeaderMap, sent: u32) {

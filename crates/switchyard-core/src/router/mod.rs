@@ -19,6 +19,9 @@ pub struct Target {
     pub model: Arc<str>,
     /// `provider/model`, for logs and messages.
     pub label: Arc<str>,
+    /// `x-switchyard-provider` / `x-switchyard-model` values, built once.
+    pub provider_header: http::HeaderValue,
+    pub model_header: http::HeaderValue,
     pub provider: Arc<dyn Provider>,
     pub breaker: Arc<Breaker>,
     pub retry: RetrySettings,
@@ -50,6 +53,17 @@ pub struct Routes {
     pub providers: BTreeMap<String, Arc<dyn Provider>>,
 }
 
+/// A header value for a name; names with bytes a header cannot carry are percent-encoded.
+fn header_value(s: &str) -> http::HeaderValue {
+    http::HeaderValue::from_str(s).unwrap_or_else(|_| {
+        let encoded: String = s
+            .bytes()
+            .map(|b| if b.is_ascii_graphic() || b == b' ' { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        http::HeaderValue::from_str(&encoded).unwrap_or_else(|_| http::HeaderValue::from_static("invalid"))
+    })
+}
+
 impl Routes {
     pub fn build(config: &Config) -> Result<Routes, ConfigError> {
         let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
@@ -77,6 +91,8 @@ impl Routes {
                         .or_insert_with(|| Arc::new(Breaker::new(tc.settings.breaker.clone())))
                         .clone();
                     Target {
+                        provider_header: header_value(&tc.provider),
+                        model_header: header_value(&tc.model),
                         provider_name: tc.provider.as_str().into(),
                         model: tc.model.as_str().into(),
                         label: tc.label().into(),

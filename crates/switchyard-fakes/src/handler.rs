@@ -30,7 +30,8 @@ type HandlerResult = Result<Response<FakeBody>, Abort>;
 /// Routes one request. An `Err` makes hyper drop the connection without answering.
 pub(crate) async fn handle(conn: Arc<Connection>, request: Request<Incoming>) -> HandlerResult {
     match (request.method(), request.uri().path()) {
-        (&Method::POST, "/v1/chat/completions" | "/chat/completions") => chat(&conn, request).await,
+        // Any path ending in /chat/completions: also Azure's /openai/deployments/{name}/...
+        (&Method::POST, path) if path.ends_with("/chat/completions") => chat(&conn, request).await,
         (&Method::GET, "/v1/models" | "/models") => Ok(json_response(
             StatusCode::OK,
             FakeBody::full(conn.shared.config.models_body.clone(), None),
@@ -119,7 +120,7 @@ async fn chat(conn: &Connection, request: Request<Incoming>) -> HandlerResult {
             (step, exchange)
         }
         Err(invalid) => {
-            shared.record(json, parts.headers);
+            shared.record(json, parts.headers, parts.uri.path_and_query().map_or_else(String::new, |p| p.to_string()));
             in_flight.disarm();
             let body = wire::error_body(
                 invalid.message,
@@ -131,7 +132,7 @@ async fn chat(conn: &Connection, request: Request<Incoming>) -> HandlerResult {
             return Ok(json_response(StatusCode::BAD_REQUEST, body));
         }
     };
-    shared.record(json, parts.headers);
+    shared.record(json, parts.headers, parts.uri.path_and_query().map_or_else(String::new, |p| p.to_string()));
 
     let response = perform(conn, &step, &exchange).await;
     in_flight.disarm();

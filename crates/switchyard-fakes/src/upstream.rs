@@ -30,6 +30,8 @@ pub struct Recorded {
     /// JSON string.
     pub body: serde_json::Value,
     pub headers: http::HeaderMap,
+    /// The request's path and query, e.g. `/v1/chat/completions`.
+    pub uri: String,
     /// When the request's body had been read.
     pub at: Instant,
 }
@@ -195,13 +197,14 @@ impl Shared {
     }
 
     /// Keeps a chat request for [`FakeUpstream::recorded`], if recording is on.
-    pub(crate) fn record(&self, body: serde_json::Value, headers: http::HeaderMap) {
+    pub(crate) fn record(&self, body: serde_json::Value, headers: http::HeaderMap, uri: String) {
         if !self.config.record {
             return;
         }
         let request = Recorded {
             body,
             headers,
+            uri,
             at: Instant::now(),
         };
         let mut recorded = self.recorded();

@@ -134,8 +134,8 @@ impl Relay {
 /// upstream chunk as it arrives, with the idle timeout between chunks and the call's deadline.
 /// Dropping the body (the client went away) drops the upstream stream, which cancels it.
 fn relay(s: CommittedStream, log: RequestLog) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
-    let mut pending: VecDeque<Bytes> = s.preamble.iter().map(|c| frame(&c.data)).collect();
-    pending.push_back(frame(&s.first.data));
+    let pending: VecDeque<Bytes> =
+        s.preamble.iter().chain(std::iter::once(&s.first)).filter(|c| !c.data.is_empty()).map(|c| frame(&c.data)).collect();
     let first = s.first.clone();
     let mut relay = Relay { pending, stream: s, log, finished: false, done: false };
     relay.observe(&first);
@@ -146,21 +146,27 @@ fn relay(s: CommittedStream, log: RequestLog) -> impl futures_util::Stream<Item 
         if r.done {
             return None;
         }
-        let idle_at = Instant::now() + r.stream.idle;
-        let (at, kind) = if idle_at < r.stream.deadline { (idle_at, TimeoutKind::Idle) } else { (r.stream.deadline, TimeoutKind::Total) };
-        let out = match timeout_at(at, r.stream.rest.next()).await {
-            Ok(Some(Ok(chunk))) => {
-                r.observe(&chunk);
-                frame(&chunk.data)
-            }
-            Ok(None) => {
-                r.done = true;
-                r.log.emit("ok");
-                Bytes::from_static(DONE)
-            }
-            Ok(Some(Err(e))) => r.fail(e),
-            Err(_) => r.fail(ProviderError::Timeout(kind)),
-        };
-        Some((Ok(out), r))
+        loop {
+            let idle_at = Instant::now() + r.stream.idle;
+            let (at, kind) =
+                if idle_at < r.stream.deadline { (idle_at, TimeoutKind::Idle) } else { (r.stream.deadline, TimeoutKind::Total) };
+            let out = match timeout_at(at, r.stream.rest.next()).await {
+                Ok(Some(Ok(chunk))) => {
+                    r.observe(&chunk);
+                    if chunk.data.is_empty() {
+                        continue; // usage the gateway asked for, not the caller
+                    }
+                    frame(&chunk.data)
+                }
+                Ok(None) => {
+                    r.done = true;
+                    r.log.emit("ok");
+                    Bytes::from_static(DONE)
+                }
+                Ok(Some(Err(e))) => r.fail(e),
+                Err(_) => r.fail(ProviderError::Timeout(kind)),
+            };
+            return Some((Ok(out), r));
+        }
     })
 }

@@ -4,9 +4,11 @@
 //! provider's request and the provider's answer back into OpenAI-shaped JSON and stream chunks.
 //! Adding a provider kind is one new file plus one line in [`KINDS`].
 
+pub mod azure;
 pub mod http;
 pub mod mock;
 pub mod openai;
+pub mod presets;
 
 use std::fmt;
 use std::pin::Pin;
@@ -161,7 +163,19 @@ pub struct Kind {
 }
 
 /// The registry of provider kinds.
-pub static KINDS: &[Kind] = &[openai::KIND, mock::KIND];
+pub static KINDS: &[Kind] = &[
+    openai::KIND,
+    azure::KIND,
+    mock::KIND,
+    presets::GROQ,
+    presets::TOGETHER,
+    presets::OPENROUTER,
+    presets::MISTRAL,
+    presets::DEEPSEEK,
+    presets::FIREWORKS,
+    presets::XAI,
+    presets::VLLM,
+];
 
 pub fn kind_names() -> Vec<&'static str> {
     KINDS.iter().map(|k| k.name).collect()

@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use bytes::Bytes;
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
@@ -25,76 +26,162 @@ use crate::wire::sse::{SseEvent, SseParser};
 
 pub const KIND: Kind = Kind { name: "openai", build };
 
+/// Options of `kind = "openai"` and of its presets (`groq`, `openrouter`, ...).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Options {
-    /// e.g. `https://api.openai.com/v1`; `/chat/completions` is appended.
-    base_url: String,
+    /// e.g. `https://api.openai.com/v1`; `/chat/completions` is appended. Presets have a default.
+    #[serde(default)]
+    base_url: Option<String>,
     /// Sent as `Authorization: Bearer <key>`; omit for local servers.
     #[serde(default)]
     api_key: Option<String>,
     /// Extra request headers (e.g. OpenRouter's `HTTP-Referer` / `X-Title`).
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    /// Whether the server accepts `stream_options.include_usage`: the gateway then asks for
+    /// usage on every stream; otherwise it never sends `stream_options` and estimates usage.
+    #[serde(default)]
+    stream_usage: Option<bool>,
+}
+
+/// What differs between OpenAI-compatible services.
+pub struct Flavor {
+    pub kind: &'static str,
+    pub default_base_url: Option<&'static str>,
+    pub stream_usage: bool,
+    /// Headers sent unless the config sets the same name.
+    pub default_headers: &'static [(&'static str, &'static str)],
+}
+
+const OPENAI: Flavor = Flavor { kind: "openai", default_base_url: None, stream_usage: true, default_headers: &[] };
+
+/// How the request URL is built.
+pub enum Endpoint {
+    /// One URL for every model.
+    Fixed(Uri),
+    /// `{prefix}{model}{suffix}`, e.g. Azure's per-deployment URLs.
+    PerModel { prefix: String, suffix: String },
 }
 
 pub struct OpenAi {
+    kind: &'static str,
     base_url: String,
-    chat_url: Uri,
-    auth: Option<HeaderValue>,
+    endpoint: Endpoint,
+    auth: Option<(HeaderName, HeaderValue)>,
     secret: Option<String>,
     headers: Vec<(HeaderName, HeaderValue)>,
+    stream_usage: bool,
     client: HttpClient,
 }
 
 fn build(spec: &Spec<'_>) -> Result<Arc<dyn Provider>, OptionError> {
+    build_flavor(spec, &OPENAI)
+}
+
+/// Builds an OpenAI-compatible provider of the given flavor from its options.
+pub fn build_flavor(spec: &Spec<'_>, flavor: &Flavor) -> Result<Arc<dyn Provider>, OptionError> {
     let o: Options = options(spec.options)?;
-    let base = o.base_url.trim_end_matches('/').to_owned();
-    let chat_url: Uri = format!("{base}/chat/completions").parse().ok().filter(|u: &Uri| {
-        matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
-    }).ok_or_else(|| {
-        (
-            "base_url".to_owned(),
-            format!("\"{}\" is not an http(s) URL", o.base_url),
-            "write it like \"https://api.openai.com/v1\"".to_owned(),
-        )
+    let base = o.base_url.as_deref().or(flavor.default_base_url).ok_or_else(|| {
+        ("base_url".to_owned(), "missing field `base_url`".to_owned(), "add base_url = \"https://.../v1\"".to_owned())
     })?;
-    let secret = o.api_key.filter(|k| !k.is_empty());
-    let auth = match &secret {
-        Some(key) => {
-            let mut v = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
-                ("api_key".to_owned(), "contains characters not allowed in a header".to_owned(), "check the key for stray whitespace or quotes".to_owned())
-            })?;
-            v.set_sensitive(true);
-            Some(v)
+    let base = base.trim_end_matches('/').to_owned();
+    let url = parse_url(&format!("{base}/chat/completions"), &base)?;
+    let mut headers = o.headers;
+    for (k, v) in flavor.default_headers {
+        if !headers.keys().any(|h| h.eq_ignore_ascii_case(k)) {
+            headers.insert((*k).to_owned(), (*v).to_owned());
         }
-        None => None,
-    };
+    }
+    let secret = o.api_key.filter(|k| !k.is_empty());
+    let auth = secret.as_deref().map(|key| bearer(key)).transpose()?;
     Ok(Arc::new(OpenAi {
+        kind: flavor.kind,
         base_url: base,
-        chat_url,
+        endpoint: Endpoint::Fixed(url),
         auth,
         secret,
-        headers: extra_headers(&o.headers)?,
+        headers: extra_headers(&headers)?,
+        stream_usage: o.stream_usage.unwrap_or(flavor.stream_usage),
         client: client(spec.connect_timeout),
     }))
+}
+
+impl OpenAi {
+    /// An OpenAI-compatible provider with a custom endpoint and auth header (e.g. Azure).
+    #[allow(clippy::too_many_arguments)]
+    pub fn custom(
+        kind: &'static str,
+        base_url: String,
+        endpoint: Endpoint,
+        auth: Option<(HeaderName, HeaderValue)>,
+        secret: Option<String>,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        stream_usage: bool,
+        connect_timeout: std::time::Duration,
+    ) -> OpenAi {
+        OpenAi { kind, base_url, endpoint, auth, secret, headers, stream_usage, client: client(connect_timeout) }
+    }
+
+    fn url(&self, model: &str) -> Result<Uri, ProviderError> {
+        match &self.endpoint {
+            Endpoint::Fixed(u) => Ok(u.clone()),
+            Endpoint::PerModel { prefix, suffix } => format!("{prefix}{model}{suffix}")
+                .parse()
+                .map_err(|_| ProviderError::Protocol(format!("model \"{model}\" does not make a valid URL"))),
+        }
+    }
+}
+
+/// Parses an http(s) URL, naming `base_url` on failure.
+pub fn parse_url(url: &str, shown: &str) -> Result<Uri, OptionError> {
+    url.parse()
+        .ok()
+        .filter(|u: &Uri| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
+        .ok_or_else(|| {
+            (
+                "base_url".to_owned(),
+                format!("\"{shown}\" is not an http(s) URL"),
+                "write it like \"https://api.openai.com/v1\"".to_owned(),
+            )
+        })
+}
+
+/// A sensitive header value carrying a secret.
+pub fn secret_header(value: &str) -> Result<HeaderValue, OptionError> {
+    let mut v = HeaderValue::from_str(value).map_err(|_| {
+        ("api_key".to_owned(), "contains characters not allowed in a header".to_owned(), "check the key for stray whitespace or quotes".to_owned())
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+fn bearer(key: &str) -> Result<(HeaderName, HeaderValue), OptionError> {
+    Ok((AUTHORIZATION, secret_header(&format!("Bearer {key}"))?))
 }
 
 impl Provider for OpenAi {
     fn chat<'a>(&'a self, call: Call<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
         Box::pin(async move {
             let stream = call.request.stream;
-            let mut req = Request::post(self.chat_url.clone())
+            let body = if self.stream_usage {
+                call.request.upstream_body(call.upstream_model, true)
+            } else if call.request.has_stream_options {
+                call.request.body_without_stream_options(call.upstream_model)
+            } else {
+                call.request.body_with_model(call.upstream_model)
+            };
+            let mut req = Request::post(self.url(call.upstream_model)?)
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .header(ACCEPT, HeaderValue::from_static(if stream { "text/event-stream" } else { "application/json" }));
-            if let Some(auth) = &self.auth {
-                req = req.header(AUTHORIZATION, auth.clone());
+            if let Some((name, value)) = &self.auth {
+                req = req.header(name, value.clone());
             }
             for (k, v) in &self.headers {
                 req = req.header(k, v);
             }
             let req = req
-                .body(Full::new(call.request.body_with_model(call.upstream_model)))
+                .body(Full::new(body))
                 .map_err(|e| ProviderError::Protocol(format!("building the request: {e}")))?;
             let resp = self.client.request(req).await.map_err(client_error)?;
             let (parts, body) = resp.into_parts();
@@ -117,7 +204,8 @@ impl Provider for OpenAi {
                         super::http::redact(&text.chars().take(200).collect::<String>(), &[])
                     )));
                 }
-                return Ok(Reply::Stream(Box::pin(SseChunks::new(body, call.alias))));
+                let estimate = (!self.stream_usage).then(|| estimate_tokens(call.request.body.len()));
+                return Ok(Reply::Stream(Box::pin(SseChunks::new(body, call.alias, call.request.include_usage, estimate))));
             }
             let bytes = read_body(body, call.timeouts.idle, MAX_BODY).await?;
             let (body, usage) = normalize_completion(&bytes, call.alias).map_err(|e| match e {
@@ -136,8 +224,14 @@ impl Provider for OpenAi {
             let names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
             format!(" headers=[{}]", names.join(", "))
         };
-        format!("kind=openai base_url={} {key}{extra}", self.base_url)
+        let usage = if self.stream_usage { "" } else { " stream_usage=false" };
+        format!("kind={} base_url={} {key}{extra}{usage}", self.kind, self.base_url)
     }
+}
+
+/// Rough token count for `bytes` of text or JSON, where the upstream reports none.
+fn estimate_tokens(bytes: usize) -> u64 {
+    (bytes as u64).div_ceil(4).max(1)
 }
 
 /// An OpenAI SSE body turned into normalized chunks.
@@ -145,20 +239,70 @@ struct SseChunks {
     body: Incoming,
     parser: SseParser,
     alias: Box<str>,
+    /// The caller asked for a usage chunk.
+    keep_usage: bool,
+    /// For upstreams that report no stream usage: the estimated prompt tokens, and the bytes of
+    /// content seen so far, to estimate usage at the end.
+    estimate: Option<u64>,
+    content_bytes: usize,
+    usage_seen: bool,
+    /// An id/created pair to label a synthesized usage chunk.
+    last_id: Option<Bytes>,
     finished: bool,
     done: bool,
 }
 
 impl SseChunks {
-    fn new(body: Incoming, alias: &str) -> Self {
-        SseChunks { body, parser: SseParser::new(), alias: alias.into(), finished: false, done: false }
+    fn new(body: Incoming, alias: &str, keep_usage: bool, estimate: Option<u64>) -> Self {
+        SseChunks {
+            body,
+            parser: SseParser::new(),
+            alias: alias.into(),
+            keep_usage,
+            estimate,
+            content_bytes: 0,
+            usage_seen: false,
+            last_id: None,
+            finished: false,
+            done: false,
+        }
+    }
+
+    /// At a clean end: for an upstream that reported no usage, a usage chunk with an estimate
+    /// (sent to the caller only if it asked for usage).
+    fn synthesized_usage(&mut self) -> Option<Result<Chunk, ProviderError>> {
+        let prompt = self.estimate.take()?;
+        if self.usage_seen {
+            return None;
+        }
+        let completion = estimate_tokens(self.content_bytes);
+        let usage = crate::wire::openai::Usage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+        let data = if self.keep_usage {
+            let chunk = crate::wire::openai::types::ChatCompletionChunk {
+                id: self.last_id.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default(),
+                object: "chat.completion.chunk".into(),
+                created: 0,
+                model: self.alias.to_string(),
+                choices: Vec::new(),
+                usage: Some(Some(crate::wire::openai::types::UsageDetail {
+                    prompt_tokens: prompt,
+                    completion_tokens: completion,
+                    total_tokens: prompt + completion,
+                    ..Default::default()
+                })),
+            };
+            Bytes::from(serde_json::to_vec(&chunk).unwrap_or_default())
+        } else {
+            Bytes::new()
+        };
+        Some(Ok(Chunk { data, content: false, finish: false, usage: Some(usage) }))
     }
 
     /// Turns one event into a stream item; `None` for `[DONE]` (the end).
     fn on_event(&mut self, ev: SseEvent) -> Option<Result<Chunk, ProviderError>> {
         if ev.data.as_ref() == b"[DONE]" {
             self.done = true;
-            return None;
+            return self.synthesized_usage();
         }
         if ev.event.as_deref() == Some("error") {
             self.done = true;
@@ -170,9 +314,18 @@ impl SseChunks {
                 .unwrap_or_else(|| String::from_utf8_lossy(&ev.data).chars().take(300).collect());
             return Some(Err(ProviderError::Stream(msg)));
         }
-        match normalize_chunk(&ev.data, &self.alias) {
+        match normalize_chunk(&ev.data, &self.alias, self.keep_usage) {
             Ok(c) => {
                 self.finished |= c.finish;
+                self.usage_seen |= c.usage.is_some();
+                if self.estimate.is_some() {
+                    if c.content {
+                        self.content_bytes += ev.data.len().saturating_sub(120);
+                    }
+                    if self.last_id.is_none() {
+                        self.last_id = chunk_id(&ev.data);
+                    }
+                }
                 Some(Ok(Chunk { data: c.data, content: c.content, finish: c.finish, usage: c.usage }))
             }
             Err(NormalizeError::Upstream(m)) => {
@@ -189,11 +342,20 @@ impl SseChunks {
     fn at_end(&mut self) -> Option<Result<Chunk, ProviderError>> {
         self.done = true;
         if self.finished {
-            None
+            self.synthesized_usage()
         } else {
             Some(Err(ProviderError::Stream("the upstream closed the stream before it finished".into())))
         }
     }
+}
+
+/// The `id` of a chunk, for labelling a synthesized one.
+fn chunk_id(data: &[u8]) -> Option<Bytes> {
+    #[derive(Deserialize)]
+    struct Id {
+        id: Option<String>,
+    }
+    serde_json::from_slice::<Id>(data).ok()?.id.map(Bytes::from)
 }
 
 impl Stream for SseChunks {
@@ -222,7 +384,7 @@ impl Stream for SseChunks {
                 Some(Err(e)) => {
                     if this.finished {
                         this.done = true;
-                        return Poll::Ready(None);
+                        return Poll::Ready(this.synthesized_usage());
                     }
                     this.done = true;
                     return Poll::Ready(Some(Err(ProviderError::Stream(format!("connection lost mid-stream: {e}")))));
@@ -232,7 +394,7 @@ impl Stream for SseChunks {
                         if let Some(item) = this.on_event(ev) {
                             return Poll::Ready(Some(item));
                         }
-                        return Poll::Ready(None);
+                        return Poll::Ready(this.synthesized_usage());
                     }
                     return Poll::Ready(this.at_end());
                 }

@@ -34,6 +34,8 @@ pub struct ChatRequest {
     pub stream: bool,
     /// `stream_options.include_usage` was set.
     pub include_usage: bool,
+    /// The caller sent a `stream_options` object.
+    pub has_stream_options: bool,
 }
 
 /// Why a request body was rejected (an HTTP 400).
@@ -92,6 +94,7 @@ struct Peek<'a> {
     messages: Option<&'a RawValue>,
     stream: Option<bool>,
     include_usage: bool,
+    has_stream_options: bool,
 }
 
 impl<'de> Visitor<'de> for Peek<'de> {
@@ -107,6 +110,7 @@ impl<'de> Visitor<'de> for Peek<'de> {
                 Field::Stream => self.stream = map.next_value::<Option<bool>>()?,
                 Field::StreamOptions => {
                     let opts: Option<StreamOptions> = map.next_value()?;
+                    self.has_stream_options = opts.is_some();
                     self.include_usage = opts.and_then(|o| o.include_usage).unwrap_or(false);
                 }
                 Field::Other => {
@@ -159,6 +163,7 @@ impl ChatRequest {
         Ok(ChatRequest {
             stream: peek.stream.unwrap_or(false),
             include_usage: peek.include_usage,
+            has_stream_options: peek.has_stream_options,
             model,
             model_span,
             body,
@@ -173,6 +178,37 @@ impl ChatRequest {
         write_str(&mut out, upstream_model);
         out.extend_from_slice(&body[self.model_span.end..]);
         Bytes::from(out)
+    }
+
+    /// The body to send upstream: `model` replaced and, when `ask_usage` is set on a stream
+    /// whose caller sent no `stream_options`, `"stream_options":{"include_usage":true}` added so
+    /// the gateway learns the usage (the caller's stream then gets no usage chunk it did not ask
+    /// for: see [`normalize_chunk`]). Every other byte is unchanged.
+    pub fn upstream_body(&self, upstream_model: &str, ask_usage: bool) -> Bytes {
+        if !(ask_usage && self.stream && !self.has_stream_options) {
+            return self.body_with_model(upstream_model);
+        }
+        const INJECT: &[u8] = br#""stream_options":{"include_usage":true},"#;
+        let body = &self.body[..];
+        let open = body.iter().position(|&b| b == b'{').unwrap_or(0) + 1;
+        let mut out = Vec::with_capacity(body.len() + upstream_model.len() + INJECT.len() + 2);
+        out.extend_from_slice(&body[..open]);
+        out.extend_from_slice(INJECT);
+        out.extend_from_slice(&body[open..self.model_span.start]);
+        write_str(&mut out, upstream_model);
+        out.extend_from_slice(&body[self.model_span.end..]);
+        Bytes::from(out)
+    }
+
+    /// The body with `model` replaced and `stream_options` removed, for upstreams that reject
+    /// it. Re-serializes the top level (a rare, slower path).
+    pub fn body_without_stream_options(&self, upstream_model: &str) -> Bytes {
+        let Ok(mut map) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&self.body) else {
+            return self.body_with_model(upstream_model);
+        };
+        map.remove("stream_options");
+        map.insert("model".into(), serde_json::Value::String(upstream_model.into()));
+        Bytes::from(serde_json::to_vec(&map).unwrap_or_default())
     }
 
     /// The text of the last user message (string content, or its text parts joined).
@@ -228,23 +264,33 @@ pub enum NormalizeError {
 /// A normalized chunk and what the router needs to know about it.
 #[derive(Clone, Debug)]
 pub struct NormalizedChunk {
+    /// Empty when there is nothing to send to the caller.
     pub data: Bytes,
     pub content: bool,
     pub finish: bool,
     pub usage: Option<Usage>,
+    /// Number of choices in the chunk.
+    pub choices: usize,
 }
 
 /// Normalizes a `chat.completion` body from an OpenAI-compatible provider: `model` becomes the
 /// alias, non-standard top-level and per-choice fields are dropped, finish reasons are mapped,
 /// `usage` is kept as sent.
 pub fn normalize_completion(body: &[u8], alias: &str) -> Result<(Bytes, Option<Usage>), NormalizeError> {
-    let n = normalize(body, alias, ChoiceKind::Message)?;
+    let n = normalize(body, alias, ChoiceKind::Message, true)?;
     Ok((n.data, n.usage))
 }
 
-/// Normalizes one `chat.completion.chunk` (the JSON of an SSE `data:` line).
-pub fn normalize_chunk(data: &[u8], alias: &str) -> Result<NormalizedChunk, NormalizeError> {
-    normalize(data, alias, ChoiceKind::Delta)
+/// Normalizes one `chat.completion.chunk` (the JSON of an SSE `data:` line). With
+/// `keep_usage` false (the caller did not ask for usage, the gateway did), the `usage` key is
+/// left out of the output, and a usage-only chunk comes back with empty `data` (not to be sent);
+/// either way the usage is returned for the gateway.
+pub fn normalize_chunk(data: &[u8], alias: &str, keep_usage: bool) -> Result<NormalizedChunk, NormalizeError> {
+    let mut n = normalize(data, alias, ChoiceKind::Delta, keep_usage)?;
+    if !keep_usage && n.usage.is_some() && !n.content && !n.finish && n.choices == 0 {
+        n.data = Bytes::new();
+    }
+    Ok(n)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -255,7 +301,7 @@ enum ChoiceKind {
 
 const TOP_LEVEL_KEPT: &[&str] = &["id", "object", "created", "system_fingerprint", "service_tier"];
 
-fn normalize(input: &[u8], alias: &str, kind: ChoiceKind) -> Result<NormalizedChunk, NormalizeError> {
+fn normalize(input: &[u8], alias: &str, kind: ChoiceKind, keep_usage: bool) -> Result<NormalizedChunk, NormalizeError> {
     let text = std::str::from_utf8(input).map_err(|_| NormalizeError::Invalid("not UTF-8".into()))?;
     let entries = json::entries(text).map_err(|e| NormalizeError::Invalid(e.to_string()))?;
     let mut out = Vec::with_capacity(input.len() + alias.len());
@@ -263,6 +309,7 @@ fn normalize(input: &[u8], alias: &str, kind: ChoiceKind) -> Result<NormalizedCh
     let mut finish = false;
     let mut usage = None;
     let mut saw_choices = false;
+    let mut choice_count = 0;
     out.push(b'{');
     for (key, raw) in &entries {
         let key = key.as_ref();
@@ -280,6 +327,7 @@ fn normalize(input: &[u8], alias: &str, kind: ChoiceKind) -> Result<NormalizedCh
                 write_key(&mut out, "choices");
                 out.push(b'[');
                 let choices = json::elements(raw.get()).map_err(|e| NormalizeError::Invalid(format!("choices: {e}")))?;
+                choice_count = choices.len();
                 for (i, choice) in choices.iter().enumerate() {
                     if i > 0 {
                         out.push(b',');
@@ -291,9 +339,13 @@ fn normalize(input: &[u8], alias: &str, kind: ChoiceKind) -> Result<NormalizedCh
                 out.push(b']');
             }
             "usage" => {
-                write_key(&mut out, "usage");
-                out.extend_from_slice(raw.get().as_bytes());
                 usage = serde_json::from_str::<Option<Usage>>(raw.get()).ok().flatten();
+                if keep_usage {
+                    write_key(&mut out, "usage");
+                    out.extend_from_slice(raw.get().as_bytes());
+                } else {
+                    out.truncate(start_len);
+                }
             }
             "error" if !saw_choices => {
                 return Err(NormalizeError::Upstream(upstream_error_message(raw)));
@@ -313,7 +365,7 @@ fn normalize(input: &[u8], alias: &str, kind: ChoiceKind) -> Result<NormalizedCh
         out.extend_from_slice(b",\"choices\":[]");
     }
     out.push(b'}');
-    Ok(NormalizedChunk { data: Bytes::from(out), content, finish, usage })
+    Ok(NormalizedChunk { data: Bytes::from(out), content, finish, usage, choices: choice_count })
 }
 
 /// Writes one normalized choice; returns (carries content, carries a finish reason).

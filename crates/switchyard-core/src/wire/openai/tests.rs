@@ -115,36 +115,59 @@ fn finish_reasons_map_onto_openais_set() {
 #[test]
 fn chunks_are_classified() {
     let preamble = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"x_groq":{"id":"req_1"}}"#;
-    let c = normalize_chunk(preamble.as_bytes(), "chat").unwrap();
+    let c = normalize_chunk(preamble.as_bytes(), "chat", true).unwrap();
     assert!(!c.content && !c.finish);
     let v: Value = serde_json::from_slice(&c.data).unwrap();
     assert!(v.get("x_groq").is_none());
     assert_eq!(v["model"], "chat");
 
     let text = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#;
-    assert!(normalize_chunk(text.as_bytes(), "chat").unwrap().content);
+    assert!(normalize_chunk(text.as_bytes(), "chat", true).unwrap().content);
 
     let tool = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]},"finish_reason":null}]}"#;
-    assert!(normalize_chunk(tool.as_bytes(), "chat").unwrap().content);
+    assert!(normalize_chunk(tool.as_bytes(), "chat", true).unwrap().content);
 
     let finish = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"eos"}],"x_groq":{"id":"req_1","usage":{"prompt_tokens":1}}}"#;
-    let c = normalize_chunk(finish.as_bytes(), "chat").unwrap();
+    let c = normalize_chunk(finish.as_bytes(), "chat", true).unwrap();
     assert!(c.finish && !c.content);
     let v: Value = serde_json::from_slice(&c.data).unwrap();
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
 
     let usage = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
-    let c = normalize_chunk(usage.as_bytes(), "chat").unwrap();
+    let c = normalize_chunk(usage.as_bytes(), "chat", true).unwrap();
     assert_eq!(c.usage, Some(Usage { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 }));
     assert!(!c.content && !c.finish);
 }
 
 #[test]
 fn error_objects_in_streams_are_recognised() {
-    let e = normalize_chunk(br#"{"error":{"message":"overloaded","type":"server_error"}}"#, "chat").unwrap_err();
+    let e = normalize_chunk(br#"{"error":{"message":"overloaded","type":"server_error"}}"#, "chat", true).unwrap_err();
     assert_eq!(e, NormalizeError::Upstream("overloaded".into()));
-    let e = normalize_chunk(br#"{"error":"plain"}"#, "chat").unwrap_err();
+    let e = normalize_chunk(br#"{"error":"plain"}"#, "chat", true).unwrap_err();
     assert_eq!(e, NormalizeError::Upstream("plain".into()));
-    assert!(matches!(normalize_chunk(b"not json", "chat"), Err(NormalizeError::Invalid(_))));
-    assert!(matches!(normalize_chunk(br#"{"id":"x"}"#, "chat"), Err(NormalizeError::Invalid(_))));
+    assert!(matches!(normalize_chunk(b"not json", "chat", true), Err(NormalizeError::Invalid(_))));
+    assert!(matches!(normalize_chunk(br#"{"id":"x"}"#, "chat", true), Err(NormalizeError::Invalid(_))));
+}
+
+#[test]
+fn usage_is_asked_for_on_streams_and_hidden_from_callers_who_did_not_ask() {
+    let r = req(r#"{"model":"chat","stream":true,"messages":[]}"#).unwrap();
+    let body = r.upstream_body("up", true);
+    assert_eq!(std::str::from_utf8(&body).unwrap(), r#"{"stream_options":{"include_usage":true},"model":"up","stream":true,"messages":[]}"#);
+    // Not for non-streaming calls, nor when the caller sent its own stream_options.
+    let r = req(r#"{"model":"chat","messages":[]}"#).unwrap();
+    assert_eq!(&r.upstream_body("up", true)[..], br#"{"model":"up","messages":[]}"#);
+    let r = req(r#"{"model":"chat","stream":true,"stream_options":{"include_usage":false},"messages":[]}"#).unwrap();
+    assert!(r.has_stream_options);
+    assert_eq!(&r.upstream_body("up", true)[..], br#"{"model":"up","stream":true,"stream_options":{"include_usage":false},"messages":[]}"#);
+    let v: Value = serde_json::from_slice(&r.body_without_stream_options("up")).unwrap();
+    assert_eq!(v, json!({"model":"up","stream":true,"messages":[]}));
+
+    let chunk = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}],"usage":null}"#;
+    let c = normalize_chunk(chunk.as_bytes(), "chat", false).unwrap();
+    assert!(serde_json::from_slice::<Value>(&c.data).unwrap().get("usage").is_none());
+    let last = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
+    let c = normalize_chunk(last.as_bytes(), "chat", false).unwrap();
+    assert!(c.data.is_empty(), "a usage chunk the caller did not ask for is not sent");
+    assert_eq!(c.usage.unwrap().total_tokens, 7, "but the gateway learns the usage");
 }

@@ -59,6 +59,19 @@ impl Gateway {
         ingress::app(self.state.clone())
     }
 
+    /// Serves on `addr` with `threads` server threads (one single-threaded runtime and one
+    /// `SO_REUSEPORT` listener each) until `shutdown` resolves; see
+    /// [`ingress::serve_threads`]. Bind `listener` with [`ingress::bind_reuseport`].
+    pub async fn serve_threads(
+        self,
+        listener: std::net::TcpListener,
+        threads: usize,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let grace = self.state.config.server.shutdown_grace;
+        ingress::serve_threads(listener, threads, self.router(), grace, shutdown).await
+    }
+
     /// Serves on `listener` until `shutdown` resolves, then drains for `server.shutdown_grace`.
     pub async fn serve(
         self,

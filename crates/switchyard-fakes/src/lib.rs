@@ -21,10 +21,14 @@
 //! # }
 //! ```
 
+pub mod anthropic;
 mod body;
+pub mod gemini;
 mod handler;
 mod ids;
+pub mod ollama;
 mod script;
+pub mod server;
 mod upstream;
 mod wire;
 

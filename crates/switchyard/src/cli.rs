@@ -22,6 +22,10 @@ pub enum Command {
         /// Address to listen on; overrides [server] listen.
         #[arg(long, env = "SWITCHYARD_LISTEN")]
         listen: Option<SocketAddr>,
+        /// Server threads (each with its own runtime and listener); overrides [server] threads.
+        /// 0 = one per CPU core.
+        #[arg(long, env = "SWITCHYARD_THREADS")]
+        threads: Option<usize>,
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SWITCHYARD_LOG_FORMAT")]
         log_format: LogFormat,

@@ -3,18 +3,23 @@
 mod cli;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use switchyard_core::config::default::{default_toml, discover_ollama};
 use switchyard_core::config::duration::format_duration;
 use switchyard_core::{Config, ConfigError, Gateway};
+use switchyard_core::telemetry::log_writer::{BatchWriter, FlushGuard};
+use switchyard_core::telemetry::request_log::{self, LineFormat, LineSink};
 use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The main thread's runtime loads the config and waits for signals; `serve` runs the server
+    // threads, each with a runtime of its own.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -23,7 +28,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve { config, listen, log_format } => serve(config, listen, log_format).await,
+            Command::Serve { config, listen, log_format, threads } => serve(config, listen, log_format, threads).await,
             Command::Check { config } => check(config).await,
         }
     })
@@ -40,28 +45,31 @@ async fn load(path: Option<std::path::PathBuf>) -> Result<Config, ConfigError> {
     }
 }
 
-/// Logs go to stderr through a background writer thread, so a request never waits on a write
-/// to the terminal or a pipe. The returned guard flushes what is queued when dropped.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to stderr through a batching writer: a request appends its line to a buffer and a
+/// background thread writes the buffer every 50 ms, so no request waits on a write syscall or
+/// wakes a thread. The returned guard flushes what is buffered when dropped.
+fn init_logging(format: LogFormat) -> FlushGuard {
     let filter = EnvFilter::try_from_env("SWITCHYARD_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    // Lossy: under a log storm lines are dropped rather than stalling requests; the queue holds
-    // 128k lines, so that takes a sustained overload of the writer.
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .thread_name("switchyard-log")
-        .finish(std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
+    // 16 MiB of lines in memory at most: past that (the output stalled) lines are dropped.
+    let (writer, guard) = BatchWriter::new(std::io::stderr(), Duration::from_millis(50), 16 << 20);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer.clone()).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
     }
+    // The per-request line skips tracing's machinery; it still follows the log level.
+    request_log::set_sink(LineSink {
+        writer,
+        format: if format == LogFormat::Json { LineFormat::Json } else { LineFormat::Text },
+        enabled: tracing::enabled!(target: "switchyard::request", tracing::Level::INFO),
+    });
     guard
 }
 
-async fn serve(path: Option<std::path::PathBuf>, listen: Option<std::net::SocketAddr>, log_format: LogFormat) -> ExitCode {
+async fn serve(path: Option<std::path::PathBuf>, listen: Option<std::net::SocketAddr>, log_format: LogFormat, threads: Option<usize>) -> ExitCode {
     let _log_guard = init_logging(log_format);
     let mut config = match load(path).await {
         Ok(c) => c,
@@ -73,6 +81,13 @@ async fn serve(path: Option<std::path::PathBuf>, listen: Option<std::net::Socket
     if let Some(addr) = listen {
         config.server.listen = addr;
     }
+    if let Some(t) = threads {
+        config.server.threads = t;
+    }
+    let threads = match config.server.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
     let addr = config.server.listen;
     let origin = config.origin.clone();
     let gateway = match Gateway::new(config) {
@@ -82,7 +97,7 @@ async fn serve(path: Option<std::path::PathBuf>, listen: Option<std::net::Socket
             return ExitCode::from(2);
         }
     };
-    let listener = match tokio::net::TcpListener::bind(addr).await {
+    let listener = match switchyard_core::ingress::bind_reuseport(addr) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: cannot listen on {addr}: {e}");
@@ -91,8 +106,8 @@ async fn serve(path: Option<std::path::PathBuf>, listen: Option<std::net::Socket
     };
     let local = listener.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
     let aliases: Vec<&str> = gateway.routes().alias_names.iter().map(|a| a.as_ref()).collect();
-    tracing::info!(config = %origin, aliases = %aliases.join(", "), "switchyard {} listening on http://{local}", env!("CARGO_PKG_VERSION"));
-    if let Err(e) = gateway.serve(listener, shutdown_signal()).await {
+    tracing::info!(config = %origin, aliases = %aliases.join(", "), threads, "switchyard {} listening on http://{local}", env!("CARGO_PKG_VERSION"));
+    if let Err(e) = gateway.serve_threads(listener, threads, shutdown_signal()).await {
         eprintln!("error: server failed: {e}");
         return ExitCode::FAILURE;
     }

@@ -43,6 +43,8 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// How long shutdown waits for open requests and streams before closing them.
     pub shutdown_grace: Duration,
+    /// Server threads, each with its own runtime and listener; 0 means one per CPU core.
+    pub threads: usize,
 }
 
 impl Default for ServerSettings {
@@ -51,6 +53,7 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 32 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            threads: 0,
         }
     }
 }
@@ -144,6 +147,7 @@ struct RawServer {
     listen: Option<String>,
     max_body_bytes: Option<usize>,
     shutdown_grace: Option<Dur>,
+    threads: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -322,6 +326,12 @@ fn build(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
     }
     if let Some(grace) = raw.server.shutdown_grace {
         server.shutdown_grace = grace.0;
+    }
+    if let Some(threads) = raw.server.threads {
+        if threads > crate::providers::http::MAX_WORKERS {
+            return Err(cx.err("server.threads", format!("{threads} is more than {}", crate::providers::http::MAX_WORKERS), "use 0 (one per CPU core) or a smaller number"));
+        }
+        server.threads = threads;
     }
 
     let global = Overrides { retry: raw.retry, breaker: raw.breaker, timeouts: raw.timeouts };

@@ -143,6 +143,7 @@ impl ApiError {
                 (StatusCode::GATEWAY_TIMEOUT, "server_error", "upstream_timeout")
             }
             ProviderError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "server_error", "upstream_timeout"),
+            ProviderError::Unsupported(_) => (StatusCode::BAD_REQUEST, "invalid_request_error", "unsupported_by_targets"),
             _ => (StatusCode::BAD_GATEWAY, "server_error", "upstream_error"),
         };
         ApiError { retry_after, ..ApiError::new(status, error_type, Some(code), message) }
@@ -161,6 +162,33 @@ impl ApiError {
             Some(code),
             format!("The upstream stream failed after it had started: {e}"),
         )
+    }
+}
+
+/// The same errors as Anthropic's API renders them, for the `/v1/messages` ingress: the status
+/// and message are the OpenAI error's, the `type` is Anthropic's for that status, so the
+/// Anthropic SDKs raise their matching exception classes.
+impl ApiError {
+    /// Anthropic's error `type` for this error's status.
+    pub fn anthropic_type(&self) -> &'static str {
+        crate::wire::anthropic::error_type_for_status(self.status.as_u16())
+    }
+
+    /// `{"type": "error", "error": {"type", "message"}}`.
+    pub fn anthropic_json(&self) -> Bytes {
+        let body = crate::wire::anthropic::types::ErrorResponse::new(self.anthropic_type(), self.message.clone());
+        Bytes::from(serde_json::to_vec(&body).expect("serializing an error cannot fail"))
+    }
+
+    /// The error as an Anthropic-shaped HTTP response (with `Retry-After` when known).
+    pub fn into_anthropic_response(self) -> Response {
+        let mut resp = (self.status, self.anthropic_json()).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(secs) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
     }
 }
 

@@ -1,5 +1,7 @@
-//! Ingress: the HTTP API callers talk to (OpenAI-compatible), its middleware and the server.
+//! Ingress: the HTTP APIs callers talk to (OpenAI- and Anthropic-compatible), their middleware
+//! and the server.
 
+pub mod anthropic_messages;
 pub mod error;
 pub mod models;
 pub mod openai_chat;
@@ -47,6 +49,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(openai_chat::chat_completions))
         .route("/chat/completions", post(openai_chat::chat_completions))
+        .route("/v1/messages", post(anthropic_messages::messages))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::retrieve))
         .route("/health", get(models::health))
@@ -122,3 +125,70 @@ pub async fn serve_app(
     }
 }
 
+
+/// Serves `app` on `addr` with `threads` server threads, each running its own single-threaded
+/// runtime and its own `SO_REUSEPORT` listener (the kernel spreads connections over them), like
+/// nginx's worker processes. A request is then handled start to end on one thread, with its
+/// own upstream connection pool, so nothing on the hot path crosses threads. Returns once
+/// `shutdown` resolves and every thread has drained (at most `grace`).
+///
+/// `listener` comes from [`bind_reuseport`]; the other threads' listeners are bound to its
+/// address.
+pub async fn serve_threads(
+    listener: std::net::TcpListener,
+    threads: usize,
+    app: Router,
+    grace: std::time::Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let threads = threads.clamp(1, crate::providers::http::MAX_WORKERS);
+    let bound = listener.local_addr()?;
+    let mut first = Some(listener);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut handles = Vec::with_capacity(threads);
+    for index in 0..threads {
+        let std_listener = match first.take() {
+            Some(l) => l,
+            None => bind_reuseport(bound)?,
+        };
+        let app = app.clone();
+        let mut stop = stop_rx.clone();
+        let handle = std::thread::Builder::new().name(format!("switchyard-{index}")).spawn(move || {
+            crate::providers::http::set_worker_index(index);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener)?;
+                let signal = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                serve_app(listener, app, grace, signal).await
+            })
+        })?;
+        handles.push(handle);
+    }
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    let joined = tokio::task::spawn_blocking(move || {
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(std::io::Error::other("a server thread panicked")))).collect::<Vec<_>>()
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    for r in joined {
+        r?;
+    }
+    Ok(())
+}
+
+/// A non-blocking listener on `addr` with `SO_REUSEPORT` (several may share one port).
+pub fn bind_reuseport(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    let listener = socket.listen(1024)?;
+    let std_listener = listener.into_std()?;
+    std_listener.set_nonblocking(true)?;
+    Ok(std_listener)
+}

@@ -16,7 +16,36 @@ use serde::Deserialize;
 
 use super::{ProviderError, TimeoutKind, UpstreamStatus};
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type PoolClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Most server threads a process runs (see [`crate::ingress::serve_threads`]).
+pub const MAX_WORKERS: usize = 256;
+
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as server thread `index`: upstream requests made on it use that
+/// thread's own connection pool. Threads never marked share pool 0.
+pub fn set_worker_index(index: usize) {
+    WORKER.with(|w| w.set(index % MAX_WORKERS));
+}
+
+/// A pooled HTTP client with one connection pool per server thread. With one runtime per
+/// thread, a request, its pooled connection and that connection's task all stay on one thread:
+/// no cross-thread hand-off (and wake-up) per request.
+pub struct HttpClient {
+    pools: Vec<std::sync::OnceLock<PoolClient>>,
+    connect_timeout: Duration,
+}
+
+impl HttpClient {
+    /// Sends a request on the current thread's pool.
+    pub fn request(&self, req: http::Request<Full<Bytes>>) -> hyper_util::client::legacy::ResponseFuture {
+        let index = WORKER.with(std::cell::Cell::get);
+        self.pools[index].get_or_init(|| pool_client(self.connect_timeout)).request(req)
+    }
+}
 
 /// Idle pooled connections are closed after this, below the usual upstream keep-alive (60-75 s),
 /// so the pool rarely hands out a connection the server has just closed.
@@ -25,8 +54,13 @@ const POOL_IDLE: Duration = Duration::from_secs(50);
 /// Largest non-streaming upstream body read.
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
 
-/// A pooled HTTP/1.1 + HTTP/2 (ALPN) client with rustls and the bundled web PKI roots.
+/// A pooled HTTP/1.1 + HTTP/2 (ALPN) client with rustls and the bundled web PKI roots; pools
+/// are created on first use, per server thread.
 pub fn client(connect_timeout: Duration) -> HttpClient {
+    HttpClient { pools: (0..MAX_WORKERS).map(|_| std::sync::OnceLock::new()).collect(), connect_timeout }
+}
+
+fn pool_client(connect_timeout: Duration) -> PoolClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -115,19 +149,29 @@ pub fn upstream_status(status: StatusCode, headers: &HeaderMap, body: &[u8], sec
             error_type: Option<String>,
             code: Option<serde_json::Value>,
             param: Option<String>,
+            /// Google's canonical status name (`RESOURCE_EXHAUSTED`, ...) beside a numeric `code`.
+            status: Option<serde_json::Value>,
+            /// Google's error details (`google.rpc.RetryInfo`, ...).
+            details: Option<serde_json::Value>,
         },
         Text(String),
     }
     let mut out = UpstreamStatus { status: status.as_u16(), retry_after: retry_after(headers), ..Default::default() };
     match serde_json::from_slice::<Envelope>(body) {
-        Ok(Envelope { error: Some(ErrorBody::Object { message, error_type, code, param }), .. }) => {
+        Ok(Envelope { error: Some(ErrorBody::Object { message, error_type, code, param, status: google_status, details }), .. }) => {
             out.message = message.unwrap_or_default();
             out.error_type = error_type;
-            out.code = code.map(|c| match c {
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            });
+            out.code = match (code, google_status) {
+                // Google: `"code": 429, "status": "RESOURCE_EXHAUSTED"`; the name says more.
+                (Some(serde_json::Value::Number(_)) | None, Some(serde_json::Value::String(s))) => Some(s),
+                (Some(serde_json::Value::String(s)), _) => Some(s),
+                (Some(other), _) => Some(other.to_string()),
+                (None, _) => None,
+            };
             out.param = param;
+            if out.retry_after.is_none() {
+                out.retry_after = details.as_ref().and_then(google_retry_delay);
+            }
         }
         Ok(Envelope { error: Some(ErrorBody::Text(m)), .. }) | Ok(Envelope { error: None, message: Some(m) }) => {
             out.message = m;
@@ -144,6 +188,15 @@ pub fn upstream_status(status: StatusCode, headers: &HeaderMap, body: &[u8], sec
     out
 }
 
+/// The `retryDelay` of a `google.rpc.RetryInfo` error detail (a protobuf duration, `"22s"`).
+fn google_retry_delay(details: &serde_json::Value) -> Option<Duration> {
+    let info = details.as_array()?.iter().find(|d| {
+        d.get("@type").and_then(|t| t.as_str()).is_some_and(|t| t.ends_with("google.rpc.RetryInfo"))
+    })?;
+    let secs: f64 = info.get("retryDelay")?.as_str()?.strip_suffix('s')?.parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
 fn is_context_length(status: StatusCode, s: &UpstreamStatus) -> bool {
     if !(status == StatusCode::BAD_REQUEST || status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::PAYLOAD_TOO_LARGE) {
         return false;
@@ -152,7 +205,8 @@ fn is_context_length(status: StatusCode, s: &UpstreamStatus) -> bool {
         return true;
     }
     let m = s.message.to_ascii_lowercase();
-    ["context length", "context_length", "context window", "maximum context", "prompt is too long", "too many tokens", "reduce the length", "input is too long"]
+    ["context length", "context_length", "context window", "maximum context", "prompt is too long", "too many tokens", "reduce the length", "input is too long",
+     "exceeds the maximum number of tokens"]
         .iter()
         .any(|p| m.contains(p))
 }
@@ -239,5 +293,35 @@ mod tests {
         let body = br#"{"error":{"message":"'messages' must contain the word 'json'","type":"invalid_request_error"}}"#;
         assert!(!upstream_status(StatusCode::BAD_REQUEST, &HeaderMap::new(), body, &[]).context_length);
         assert!(!upstream_status(StatusCode::INTERNAL_SERVER_ERROR, &HeaderMap::new(), b"context length", &[]).context_length);
+        // Gemini's wording.
+        let body = br#"{"error":{"code":400,"message":"The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).","status":"INVALID_ARGUMENT"}}"#;
+        assert!(upstream_status(StatusCode::BAD_REQUEST, &HeaderMap::new(), body, &[]).context_length);
+    }
+
+    #[test]
+    fn google_errors_give_their_status_name_and_retry_delay() {
+        let body = br#"{
+  "error": {
+    "code": 429,
+    "message": "You exceeded your current quota. Please retry in 7.5s.",
+    "status": "RESOURCE_EXHAUSTED",
+    "details": [
+      {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []},
+      {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7.5s"}
+    ]
+  }
+}"#;
+        let s = upstream_status(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), body, &[]);
+        assert_eq!(s.code.as_deref(), Some("RESOURCE_EXHAUSTED"));
+        assert_eq!(s.retry_after, Some(Duration::from_millis(7500)));
+        assert!(s.message.starts_with("You exceeded your current quota"));
+        // A Retry-After header wins over the detail.
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(upstream_status(StatusCode::TOO_MANY_REQUESTS, &h, body, &[]).retry_after, Some(Duration::from_secs(2)));
+        // Unusual `details` / `status` shapes do not break parsing.
+        let odd = br#"{"error":{"message":"m","status":5,"details":"text"}}"#;
+        let s = upstream_status(StatusCode::INTERNAL_SERVER_ERROR, &HeaderMap::new(), odd, &[]);
+        assert_eq!((s.message.as_str(), s.code, s.retry_after), ("m", None, None));
     }
 }

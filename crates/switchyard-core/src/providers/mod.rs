@@ -4,9 +4,12 @@
 //! provider's request and the provider's answer back into OpenAI-shaped JSON and stream chunks.
 //! Adding a provider kind is one new file plus one line in [`KINDS`].
 
+pub mod anthropic;
 pub mod azure;
+pub mod gemini;
 pub mod http;
 pub mod mock;
+pub mod ollama;
 pub mod openai;
 pub mod presets;
 
@@ -20,6 +23,7 @@ use futures_util::Stream;
 use futures_util::future::BoxFuture;
 
 use crate::config::{ProviderConfig, TimeoutSettings};
+use crate::wire::Format;
 use crate::wire::openai::ChatRequest;
 pub use crate::wire::openai::Usage;
 
@@ -32,6 +36,23 @@ pub trait Provider: Send + Sync + 'static {
 
     /// A one-line description for `switchyard check`, with secrets redacted.
     fn describe(&self) -> String;
+
+    /// The wire format this provider speaks natively, if not OpenAI's. A provider that returns
+    /// `Some(f)` promises: when the request carries a native body in `f`
+    /// ([`ChatRequest::native_in`]), it sends that body upstream with only `model` rewritten and
+    /// answers in `f` (completion body and stream chunk data), not in OpenAI's shape.
+    fn native_format(&self) -> Option<Format> {
+        None
+    }
+}
+
+/// The wire format of `provider`'s answers to `request`: the caller's own format when the
+/// provider takes the caller's native body, else OpenAI's.
+pub fn answer_format(provider: &dyn Provider, request: &ChatRequest) -> Format {
+    match provider.native_format() {
+        Some(f) if request.native_in(f).is_some() => f,
+        _ => Format::OpenAiChat,
+    }
 }
 
 /// One upstream call: the request, the model to ask for, and the limits that apply.
@@ -85,6 +106,9 @@ pub enum ProviderError {
     Protocol(String),
     /// A stream broke: an error event, or the connection ended before the stream finished.
     Stream(String),
+    /// This provider cannot serve this request (e.g. an input it does not accept); another
+    /// target may.
+    Unsupported(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,6 +165,7 @@ impl fmt::Display for ProviderError {
             }
             ProviderError::Protocol(m) => write!(f, "invalid upstream response: {m}"),
             ProviderError::Stream(m) => write!(f, "stream failed: {m}"),
+            ProviderError::Unsupported(m) => write!(f, "cannot serve this request: {m}"),
         }
     }
 }
@@ -165,8 +190,11 @@ pub struct Kind {
 /// The registry of provider kinds.
 pub static KINDS: &[Kind] = &[
     openai::KIND,
+    anthropic::KIND,
     azure::KIND,
+    gemini::KIND,
     mock::KIND,
+    ollama::KIND,
     presets::GROQ,
     presets::TOGETHER,
     presets::OPENROUTER,

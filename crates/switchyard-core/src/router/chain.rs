@@ -55,8 +55,20 @@ pub struct Trace {
 impl Trace {
     /// `a; b; c` — every attempt, for error messages and logs.
     pub fn summary(&self) -> String {
-        let parts: Vec<String> = self.attempts.iter().map(ToString::to_string).collect();
-        parts.join("; ")
+        let mut out = String::new();
+        self.write_summary(&mut out);
+        out
+    }
+
+    /// Appends the summary to `out`.
+    pub fn write_summary(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        for (i, a) in self.attempts.iter().enumerate() {
+            if i > 0 {
+                out.push_str("; ");
+            }
+            let _ = write!(out, "{a}");
+        }
     }
 }
 

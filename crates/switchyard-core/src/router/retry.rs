@@ -23,6 +23,7 @@ pub fn classify(e: &ProviderError) -> Disposition {
         ProviderError::Connect(_) | ProviderError::Timeout(_) | ProviderError::Protocol(_) | ProviderError::Stream(_) => {
             Disposition::Retry
         }
+        ProviderError::Unsupported(_) => Disposition::NextTarget { counts: false },
         ProviderError::Status(s) => match s.status {
             408 | 409 | 429 | 500 | 502 | 503 | 504 | 529 => Disposition::Retry,
             400 | 413 | 422 if s.context_length => Disposition::NextTarget { counts: false },
@@ -65,6 +66,7 @@ mod tests {
         let ctx = ProviderError::Status(UpstreamStatus { status: 400, context_length: true, ..Default::default() });
         assert_eq!(classify(&ctx), Disposition::NextTarget { counts: false });
         assert_eq!(classify(&ProviderError::Connect("refused".into())), Disposition::Retry);
+        assert_eq!(classify(&ProviderError::Unsupported("image links".into())), Disposition::NextTarget { counts: false });
         assert_eq!(classify(&ProviderError::Timeout(TimeoutKind::FirstByte)), Disposition::Retry);
     }
 

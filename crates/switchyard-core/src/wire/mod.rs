@@ -1,5 +1,21 @@
-//! Wire formats: the OpenAI chat shapes that are Switchyard's canonical form, and stream framing.
+//! Wire formats: the OpenAI chat shapes that are Switchyard's canonical form, the other chat APIs
+//! translated to and from it, and stream framing.
 
+pub mod anthropic;
+pub mod gemini;
 pub mod json;
+pub mod ndjson;
 pub mod openai;
+pub mod scan;
 pub mod sse;
+
+/// A chat API's wire format. OpenAI's is the canonical form every provider answers in; a request
+/// that arrived in another format keeps its original body ([`openai::NativeBody`]) so a provider
+/// speaking that format can take it without a lossy round trip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// `POST /v1/chat/completions`.
+    OpenAiChat,
+    /// Anthropic's `POST /v1/messages`.
+    AnthropicMessages,
+}

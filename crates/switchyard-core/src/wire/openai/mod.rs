@@ -12,7 +12,8 @@ use serde_json::value::RawValue;
 
 pub mod types;
 
-use super::json::{self, as_str, write_key, write_str};
+use super::json::{as_str, write_key, write_str};
+use super::scan;
 
 /// Token usage as reported by the upstream (or counted by a provider adapter).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -36,6 +37,38 @@ pub struct ChatRequest {
     pub include_usage: bool,
     /// The caller sent a `stream_options` object.
     pub has_stream_options: bool,
+    /// The caller's original body when the request arrived in another wire format (boxed: the
+    /// OpenAI path never sets it and keeps a small request).
+    native: Option<Box<NativeBody>>,
+}
+
+/// A request body in another wire format than OpenAI's, kept beside its OpenAI translation so
+/// that a provider speaking that format natively can send it as the caller wrote it.
+#[derive(Clone, Debug)]
+pub struct NativeBody {
+    pub format: super::Format,
+    pub body: Bytes,
+    /// Byte range of the `model` value (including its quotes) within `body`.
+    model_span: Range<usize>,
+}
+
+impl NativeBody {
+    /// Checks a native body that, like Anthropic's Messages request, has top-level `model` and
+    /// `messages` as OpenAI's has (so the same single-pass peek validates it and finds `model`).
+    pub fn parse(format: super::Format, body: Bytes) -> Result<NativeBody, RequestError> {
+        let peeked = ChatRequest::parse(body)?;
+        Ok(NativeBody { format, body: peeked.body, model_span: peeked.model_span })
+    }
+
+    /// The body with `model` replaced by `upstream_model`; every other byte is unchanged.
+    pub fn body_with_model(&self, upstream_model: &str) -> Bytes {
+        let body = &self.body[..];
+        let mut out = Vec::with_capacity(body.len() + upstream_model.len() + 2);
+        out.extend_from_slice(&body[..self.model_span.start]);
+        write_str(&mut out, upstream_model);
+        out.extend_from_slice(&body[self.model_span.end..]);
+        Bytes::from(out)
+    }
 }
 
 /// Why a request body was rejected (an HTTP 400).
@@ -167,7 +200,19 @@ impl ChatRequest {
             model,
             model_span,
             body,
+            native: None,
         })
+    }
+
+    /// Attaches the caller's original body (this request being its OpenAI translation).
+    pub fn with_native(mut self, native: NativeBody) -> ChatRequest {
+        self.native = Some(Box::new(native));
+        self
+    }
+
+    /// The caller's original body if it is in `format`.
+    pub fn native_in(&self, format: super::Format) -> Option<&NativeBody> {
+        self.native.as_deref().filter(|n| n.format == format)
     }
 
     /// The body with `model` replaced by `upstream_model`; every other byte is unchanged.
@@ -299,63 +344,85 @@ enum ChoiceKind {
     Delta,
 }
 
-const TOP_LEVEL_KEPT: &[&str] = &["id", "object", "created", "system_fingerprint", "service_tier"];
+const TOP_LEVEL_KEPT: &[&[u8]] = &[b"id", b"object", b"created", b"system_fingerprint", b"service_tier"];
 
+/// Appends `,` unless `out` is at the start of an object or array.
+fn sep(out: &mut Vec<u8>) {
+    if !matches!(out.last(), Some(b'{' | b'[')) {
+        out.push(b',');
+    }
+}
+
+/// Appends `"key":` for a key known to need no escaping.
+fn raw_key(out: &mut Vec<u8>, key: &[u8]) {
+    out.push(b'"');
+    out.extend_from_slice(key);
+    out.extend_from_slice(b"\":");
+}
+
+/// One pass over the response: members are kept, dropped or replaced by splicing byte ranges
+/// found by [`scan`]; values are never decoded except `usage` and `finish_reason`.
 fn normalize(input: &[u8], alias: &str, kind: ChoiceKind, keep_usage: bool) -> Result<NormalizedChunk, NormalizeError> {
-    let text = std::str::from_utf8(input).map_err(|_| NormalizeError::Invalid("not UTF-8".into()))?;
-    let entries = json::entries(text).map_err(|e| NormalizeError::Invalid(e.to_string()))?;
     let mut out = Vec::with_capacity(input.len() + alias.len());
     let mut content = false;
     let mut finish = false;
     let mut usage = None;
     let mut saw_choices = false;
-    let mut choice_count = 0;
+    let mut choices = 0;
+    let mut error = None;
     out.push(b'{');
-    for (key, raw) in &entries {
-        let key = key.as_ref();
-        let start_len = out.len();
-        if out.len() > 1 {
-            out.push(b',');
+    scan::members(input, 0..input.len(), &mut |m| {
+        if m.key_escaped {
+            return Ok(()); // no standard key needs escapes
         }
-        match key {
-            "model" => {
+        let raw = &input[m.value.clone()];
+        match m.key {
+            b"model" => {
+                sep(&mut out);
                 write_key(&mut out, "model");
                 write_str(&mut out, alias);
             }
-            "choices" => {
+            b"choices" => {
                 saw_choices = true;
-                write_key(&mut out, "choices");
+                sep(&mut out);
+                raw_key(&mut out, b"choices");
                 out.push(b'[');
-                let choices = json::elements(raw.get()).map_err(|e| NormalizeError::Invalid(format!("choices: {e}")))?;
-                choice_count = choices.len();
-                for (i, choice) in choices.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    let (c, f) = normalize_choice(choice.get(), kind, &mut out)?;
+                scan::elements(input, m.value, &mut |r| {
+                    sep(&mut out);
+                    choices += 1;
+                    let (c, f) = normalize_choice(input, r, kind, &mut out)?;
                     content |= c;
                     finish |= f;
-                }
+                    Ok(())
+                })?;
                 out.push(b']');
             }
-            "usage" => {
-                usage = serde_json::from_str::<Option<Usage>>(raw.get()).ok().flatten();
+            b"usage" => {
+                usage = serde_json::from_slice::<Option<Usage>>(raw).ok().flatten();
                 if keep_usage {
-                    write_key(&mut out, "usage");
-                    out.extend_from_slice(raw.get().as_bytes());
-                } else {
-                    out.truncate(start_len);
+                    sep(&mut out);
+                    raw_key(&mut out, b"usage");
+                    out.extend_from_slice(raw);
                 }
             }
-            "error" if !saw_choices => {
-                return Err(NormalizeError::Upstream(upstream_error_message(raw)));
-            }
+            b"error" if !saw_choices => error = Some(m.value),
             k if TOP_LEVEL_KEPT.contains(&k) => {
-                write_key(&mut out, k);
-                out.extend_from_slice(raw.get().as_bytes());
+                sep(&mut out);
+                raw_key(&mut out, k);
+                out.extend_from_slice(raw);
             }
-            _ => out.truncate(start_len),
+            _ => {}
         }
+        Ok(())
+    })
+    .map_err(|e| NormalizeError::Invalid(e.to_string()))?;
+    if let Some(r) = error {
+        let message = std::str::from_utf8(&input[r])
+            .ok()
+            .and_then(|t| serde_json::from_str::<&RawValue>(t).ok())
+            .map(upstream_error_message)
+            .unwrap_or_else(|| "upstream error".to_owned());
+        return Err(NormalizeError::Upstream(message));
     }
     if !saw_choices {
         if usage.is_none() {
@@ -365,57 +432,61 @@ fn normalize(input: &[u8], alias: &str, kind: ChoiceKind, keep_usage: bool) -> R
         out.extend_from_slice(b",\"choices\":[]");
     }
     out.push(b'}');
-    Ok(NormalizedChunk { data: Bytes::from(out), content, finish, usage, choices: choice_count })
+    Ok(NormalizedChunk { data: Bytes::from(out), content, finish, usage, choices })
 }
 
 /// Writes one normalized choice; returns (carries content, carries a finish reason).
-fn normalize_choice(choice: &str, kind: ChoiceKind, out: &mut Vec<u8>) -> Result<(bool, bool), NormalizeError> {
-    let entries = json::entries(choice).map_err(|e| NormalizeError::Invalid(format!("choice: {e}")))?;
-    let body_key = match kind {
-        ChoiceKind::Message => "message",
-        ChoiceKind::Delta => "delta",
+fn normalize_choice(input: &[u8], range: std::ops::Range<usize>, kind: ChoiceKind, out: &mut Vec<u8>) -> scan::Result<(bool, bool)> {
+    let body_key: &[u8] = match kind {
+        ChoiceKind::Message => b"message",
+        ChoiceKind::Delta => b"delta",
     };
     let mut content = false;
     let mut finish = false;
-    let mut first = true;
     out.push(b'{');
-    for (key, raw) in &entries {
-        let key = key.as_ref();
-        let kept = key == "index" || key == "logprobs" || key == body_key || key == "finish_reason";
-        if !kept {
-            continue;
+    scan::members(input, range, &mut |m| {
+        let key = m.key;
+        if m.key_escaped || !(key == b"index" || key == b"logprobs" || key == body_key || key == b"finish_reason") {
+            return Ok(());
         }
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        write_key(out, key);
-        if key == "finish_reason" {
-            match as_str(raw) {
+        let raw = &input[m.value.clone()];
+        sep(out);
+        raw_key(out, key);
+        if key == b"finish_reason" {
+            let reason = match scan::plain_str(raw) {
+                Some(r) => Some(std::borrow::Cow::Borrowed(r)),
+                None => serde_json::from_slice::<Option<String>>(raw).ok().flatten().map(std::borrow::Cow::Owned),
+            };
+            match reason {
                 Some(reason) => {
                     finish = true;
                     write_str(out, map_finish_reason(&reason));
                 }
                 None => out.extend_from_slice(b"null"),
             }
-            continue;
+            return Ok(());
         }
-        out.extend_from_slice(raw.get().as_bytes());
+        out.extend_from_slice(raw);
         if key == body_key {
             content = match kind {
                 ChoiceKind::Message => true,
-                ChoiceKind::Delta => delta_has_content(raw.get())?,
+                ChoiceKind::Delta => delta_has_content(input, m.value)?,
             };
         }
-    }
+        Ok(())
+    })?;
     out.push(b'}');
     Ok((content, finish))
 }
 
 /// A delta carries content when any field but `role` has a non-empty value.
-fn delta_has_content(delta: &str) -> Result<bool, NormalizeError> {
-    let entries = json::entries(delta).map_err(|e| NormalizeError::Invalid(format!("delta: {e}")))?;
-    Ok(entries.iter().any(|(k, v)| k != "role" && !json::is_empty(v)))
+fn delta_has_content(input: &[u8], range: std::ops::Range<usize>) -> scan::Result<bool> {
+    let mut content = false;
+    scan::members(input, range, &mut |m| {
+        content |= m.key != b"role" && !scan::is_empty(&input[m.value]);
+        Ok(())
+    })?;
+    Ok(content)
 }
 
 /// The message of an upstream `{"error": ...}` object (a string, or an object with `message`).

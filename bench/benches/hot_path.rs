@@ -1,0 +1,216 @@
+//! Micro-benchmarks of Switchyard's request path that touches no network, on the library
+//! `switchyard-core`:
+//!
+//! - `parse/*`: `ChatRequest::parse` (peek `model`, `messages`, `stream`; validate the JSON) of a
+//!   typical body and of a 100-message one;
+//! - `route/alias`: alias lookup in the routing table built by `Routes::build`;
+//! - `rewrite/body_with_model`: the upstream body with `model` replaced in place;
+//! - `request_path/typical`: the three above together, what ingress does before the upstream call;
+//! - `normalize_completion/*`, `normalize_chunk/*`: answers from OpenAI and Groq (with `x_groq`)
+//!   normalized to the OpenAI shape;
+//! - `sse_relay/*`: a 50-content-chunk stream (one network read per event) through `SseParser`,
+//!   each chunk normalized and re-framed as `data: ...\n\n`; throughput is per event, so the
+//!   time per element is the relay cost of one chunk.
+//!
+//! `cargo bench -p switchyard-bench` (about a minute). Each benchmark measures for ~2 s.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use switchyard_bench::fixtures;
+use switchyard_core::wire::openai::{ChatRequest, normalize_chunk, normalize_completion};
+use switchyard_core::wire::sse::SseParser;
+use switchyard_core::{Config, Routes};
+
+const ALIAS: &str = "chat";
+
+/// The usual case: the caller did not ask for `stream_options.include_usage`, so the gateway's
+/// own usage request is stripped from what it relays.
+const KEEP_USAGE: bool = false;
+
+fn routes() -> Routes {
+    let config = Config::from_toml_str(
+        r#"
+        [providers.openai]
+        kind = "openai"
+        base_url = "http://127.0.0.1:9/v1"
+        api_key = "sk-bench"
+
+        [providers.groq]
+        kind = "openai"
+        base_url = "http://127.0.0.1:10/openai/v1"
+        api_key = "gsk-bench"
+
+        [models.chat]
+        targets = ["openai/gpt-4o-mini", "groq/llama-3.1-8b-instant"]
+
+        [models.fast]
+        targets = ["groq/llama-3.1-8b-instant"]
+
+        [models.smart]
+        targets = ["openai/gpt-4o", "groq/llama-3.3-70b-versatile"]
+        "#,
+        "bench.toml",
+    )
+    .expect("the benchmark config is valid");
+    Routes::build(&config).expect("the benchmark routes build")
+}
+
+fn parse(c: &mut Criterion) {
+    let typical = Bytes::from(fixtures::chat_request(ALIAS, false));
+    let large = Bytes::from(fixtures::large_chat_request(ALIAS, 100));
+    let mut group = c.benchmark_group("parse");
+    group.throughput(Throughput::Bytes(typical.len() as u64));
+    group.bench_function("typical", |b| {
+        b.iter(|| ChatRequest::parse(black_box(typical.clone())).expect("valid"))
+    });
+    group.throughput(Throughput::Bytes(large.len() as u64));
+    group.bench_function("large_100_messages", |b| {
+        b.iter(|| ChatRequest::parse(black_box(large.clone())).expect("valid"))
+    });
+    group.finish();
+}
+
+fn route(c: &mut Criterion) {
+    let routes = routes();
+    c.bench_function("route/alias", |b| {
+        b.iter(|| {
+            routes
+                .alias(black_box(ALIAS))
+                .expect("alias exists")
+                .targets
+                .len()
+        })
+    });
+}
+
+fn rewrite(c: &mut Criterion) {
+    let request =
+        ChatRequest::parse(Bytes::from(fixtures::chat_request(ALIAS, false))).expect("valid");
+    c.bench_function("rewrite/body_with_model", |b| {
+        b.iter(|| request.body_with_model(black_box("gpt-4o-mini")))
+    });
+}
+
+fn request_path(c: &mut Criterion) {
+    let routes = routes();
+    let body = Bytes::from(fixtures::chat_request(ALIAS, false));
+    c.bench_function("request_path/typical", |b| {
+        b.iter(|| {
+            let request = ChatRequest::parse(black_box(body.clone())).expect("valid");
+            let alias = routes.alias(&request.model).expect("alias exists");
+            let target = &alias.targets[0];
+            request.body_with_model(&target.model)
+        })
+    });
+}
+
+fn normalize(c: &mut Criterion) {
+    let openai = fixtures::openai_completion();
+    let groq = fixtures::groq_completion();
+    let mut group = c.benchmark_group("normalize_completion");
+    group.bench_function("openai", |b| {
+        b.iter(|| normalize_completion(black_box(openai.as_bytes()), ALIAS).expect("valid"))
+    });
+    group.bench_function("groq", |b| {
+        b.iter(|| normalize_completion(black_box(groq.as_bytes()), ALIAS).expect("valid"))
+    });
+    group.finish();
+
+    let openai_chunk = fixtures::openai_chunks(1).swap_remove(1);
+    let groq_chunks = fixtures::groq_chunks(1);
+    let mut group = c.benchmark_group("normalize_chunk");
+    group.bench_function("openai_content", |b| {
+        b.iter(|| {
+            normalize_chunk(black_box(openai_chunk.as_bytes()), ALIAS, KEEP_USAGE).expect("valid")
+        })
+    });
+    group.bench_function("groq_content", |b| {
+        b.iter(|| {
+            normalize_chunk(black_box(groq_chunks[1].as_bytes()), ALIAS, KEEP_USAGE).expect("valid")
+        })
+    });
+    group.bench_function("groq_finish_x_groq", |b| {
+        b.iter(|| {
+            normalize_chunk(black_box(groq_chunks[2].as_bytes()), ALIAS, KEEP_USAGE).expect("valid")
+        })
+    });
+    group.finish();
+}
+
+/// The stream as the network delivers it: one read per event.
+fn reads(payloads: &[String]) -> Vec<Bytes> {
+    let mut out: Vec<Bytes> = payloads
+        .iter()
+        .map(|p| Bytes::from(format!("data: {p}\n\n")))
+        .collect();
+    out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    out
+}
+
+/// Parses every event, normalizes every chunk and frames it for the client, as the gateway's
+/// stream relay does; returns the bytes written.
+fn relay(reads: &[Bytes], normalize: bool) -> usize {
+    let mut parser = SseParser::new();
+    let mut written = 0;
+    for read in reads {
+        parser.push(read);
+        while let Some(event) = parser.next_event().expect("events are small") {
+            if &event.data[..] == b"[DONE]" {
+                written += b"data: [DONE]\n\n".len();
+                continue;
+            }
+            let data = if normalize {
+                normalize_chunk(&event.data, ALIAS, KEEP_USAGE)
+                    .expect("valid chunk")
+                    .data
+            } else {
+                event.data
+            };
+            if data.is_empty() {
+                continue; // a usage-only chunk the caller did not ask for
+            }
+            let mut frame = Vec::with_capacity(data.len() + 8);
+            frame.extend_from_slice(b"data: ");
+            frame.extend_from_slice(&data);
+            frame.extend_from_slice(b"\n\n");
+            written += black_box(frame).len();
+        }
+    }
+    written
+}
+
+fn sse_relay(c: &mut Criterion) {
+    let openai = reads(&fixtures::openai_chunks(50));
+    let groq = reads(&fixtures::groq_chunks(50));
+    let one_read = Bytes::from(fixtures::sse_stream(&fixtures::openai_chunks(50)));
+    let mut group = c.benchmark_group("sse_relay");
+    group.throughput(Throughput::Elements(openai.len() as u64));
+    group.bench_function("parse_only_openai_50_chunks", |b| {
+        b.iter(|| relay(black_box(&openai), false))
+    });
+    group.bench_function("openai_50_chunks", |b| {
+        b.iter(|| relay(black_box(&openai), true))
+    });
+    group.throughput(Throughput::Elements(groq.len() as u64));
+    group.bench_function("groq_50_chunks", |b| {
+        b.iter(|| relay(black_box(&groq), true))
+    });
+    group.throughput(Throughput::Elements(openai.len() as u64));
+    group.bench_function("openai_50_chunks_one_read", |b| {
+        b.iter(|| relay(black_box(std::slice::from_ref(&one_read)), true))
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = hot_path;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(50);
+    targets = parse, route, rewrite, request_path, normalize, sse_relay
+}
+criterion_main!(hot_path);

@@ -1,0 +1,282 @@
+//! `POST /v1/messages`: Anthropic's Messages API, routed through the same aliases and chains as
+//! `/v1/chat/completions` to any provider, so the Anthropic SDKs and the tools built on them work
+//! unchanged.
+//!
+//! The caller's body is translated into the canonical OpenAI request and kept beside it as the
+//! native body. A target that speaks Anthropic natively takes the native body (only `model`
+//! rewritten) and answers in Anthropic's format, relayed as it is; any other target answers in
+//! OpenAI's, translated back here: JSON into a `message`, chunks into Anthropic's event sequence.
+//! Errors are Anthropic's error JSON (or an `event: error` once a stream has started). Auth
+//! headers (`x-api-key` or `Authorization: Bearer`) and any `anthropic-version` are accepted.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Extension, State};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures_util::{StreamExt, stream};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use tokio::time::{Instant, timeout_at};
+
+use super::error::ApiError;
+use super::{AppState, RequestId, X_ATTEMPTS, X_MODEL, X_PROVIDER};
+use crate::providers::{Chunk, ProviderError, TimeoutKind, answer_format};
+use crate::router::Alias;
+use crate::router::chain::{self, Answer, CommittedStream};
+use crate::telemetry::request_log::RequestLog;
+use crate::wire::Format;
+use crate::wire::anthropic::types::{ErrorResponse, MessagesRequest, sse_frame};
+use crate::wire::anthropic::{self as wire, ToAnthropic};
+use crate::wire::openai::types::{ChatCompletion, ChatCompletionChunk};
+use crate::wire::openai::{ChatRequest, NativeBody, RequestError};
+
+pub async fn messages(State(state): State<Arc<AppState>>, Extension(id): Extension<RequestId>, body: Body) -> Response {
+    let started = Instant::now();
+    let limit = state.config.server.max_body_bytes;
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => return rejected(&id, "-", ApiError::body_too_large(limit)),
+    };
+    let native = match NativeBody::parse(Format::AnthropicMessages, bytes) {
+        Ok(n) => n,
+        Err(e) => return rejected(&id, "-", ApiError::bad_request(e)),
+    };
+    let typed: MessagesRequest = match parse_typed(&native.body) {
+        Ok(t) => t,
+        Err(e) => return rejected(&id, "-", ApiError::bad_request(e)),
+    };
+    let Some(alias) = state.routes.alias(&typed.model).cloned() else {
+        return rejected(&id, &typed.model, ApiError::model_not_found(&typed.model));
+    };
+    let request = match canonical(&typed, native, &alias) {
+        Ok(r) => r,
+        Err(e) => return rejected(&id, &typed.model, ApiError::bad_request(e)),
+    };
+    let mut log = RequestLog::new(id.as_str().to_owned(), alias.name.clone(), request.stream, started);
+    let served = match chain::run(&alias, &request, started + alias.total, &mut log.trace).await {
+        Ok(s) => s,
+        Err(e) => {
+            let err = ApiError::from_chain(&alias.name, e, &log.trace);
+            log.status = err.status.as_u16();
+            log.emit("error");
+            let mut resp = err.into_anthropic_response();
+            set_attempts(resp.headers_mut(), log.trace.sent);
+            return resp;
+        }
+    };
+    let target = served.target;
+    let native = answer_format(&*target.provider, &request) == Format::AnthropicMessages;
+    log.provider = Some(target.provider_name.clone());
+    log.upstream_model = Some(target.model.clone());
+    let mut headers = HeaderMap::with_capacity(8);
+    headers.insert(X_PROVIDER.clone(), target.provider_header.clone());
+    headers.insert(X_MODEL.clone(), target.model_header.clone());
+    set_attempts(&mut headers, log.trace.sent);
+    match served.answer {
+        Answer::Complete(c) => {
+            log.usage = c.usage;
+            let body = if native { Ok(c.body) } else { translate_completion(&c.body, &typed.model) };
+            match body {
+                Ok(body) => {
+                    log.status = 200;
+                    log.emit("ok");
+                    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    (StatusCode::OK, headers, body).into_response()
+                }
+                Err(message) => {
+                    let err = ApiError::new(StatusCode::BAD_GATEWAY, "server_error", Some("upstream_error"), message);
+                    log.status = err.status.as_u16();
+                    log.emit("error");
+                    let mut resp = err.into_anthropic_response();
+                    resp.headers_mut().extend(headers);
+                    resp
+                }
+            }
+        }
+        Answer::Stream(s) => {
+            log.status = 200;
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            let translate = (!native).then(|| ToAnthropic::new(&typed.model));
+            (StatusCode::OK, headers, Body::from_stream(relay(s, log, translate))).into_response()
+        }
+    }
+}
+
+/// The body as typed Anthropic shapes; a mismatch names the offending field.
+fn parse_typed(body: &[u8]) -> Result<MessagesRequest, RequestError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| RequestError {
+        message: format!("{}: {}", e.path(), e.inner()),
+        param: None,
+        code: Some("invalid_request_error"),
+    })
+}
+
+/// The canonical OpenAI request with the caller's body attached as its native body.
+///
+/// A request with parts no OpenAI-shaped request can hold (server tools, Files-API sources)
+/// is refused, unless every target of the alias takes Anthropic bodies natively: the
+/// translation is then never sent, and a minimal one carries the routing fields.
+fn canonical(typed: &MessagesRequest, native: NativeBody, alias: &Alias) -> Result<ChatRequest, RequestError> {
+    let stream = typed.stream.unwrap_or(false);
+    let openai = match wire::to_openai(typed) {
+        Ok(r) => serde_json::to_vec(&r).map_err(|e| invalid(e.to_string()))?,
+        Err(e) if all_native(alias) => {
+            tracing::debug!(reason = %e, "untranslatable request served by native targets only");
+            serde_json::to_vec(&serde_json::json!({"model": typed.model, "messages": [], "stream": stream})).map_err(|e| invalid(e.to_string()))?
+        }
+        Err(e) => return Err(invalid(e.0)),
+    };
+    Ok(ChatRequest::parse(Bytes::from(openai))?.with_native(native))
+}
+
+fn invalid(message: String) -> RequestError {
+    RequestError { message, param: None, code: Some("invalid_request_error") }
+}
+
+fn all_native(alias: &Alias) -> bool {
+    alias.targets.iter().all(|t| t.provider.native_format() == Some(Format::AnthropicMessages))
+}
+
+/// An OpenAI `chat.completion` as an Anthropic message for `model`.
+fn translate_completion(body: &[u8], model: &str) -> Result<Bytes, String> {
+    let completion: ChatCompletion =
+        serde_json::from_slice(body).map_err(|e| format!("The upstream answer could not be translated: {e}"))?;
+    let message = wire::message_from_completion(&completion, model);
+    serde_json::to_vec(&message).map(Bytes::from).map_err(|e| e.to_string())
+}
+
+fn set_attempts(headers: &mut HeaderMap, sent: u32) {
+    headers.insert(X_ATTEMPTS.clone(), HeaderValue::from(sent));
+}
+
+/// Logs and renders an error found before routing (bad body, unknown alias).
+fn rejected(id: &RequestId, alias: &str, err: ApiError) -> Response {
+    let mut log = RequestLog::new(id.as_str().to_owned(), alias.into(), false, Instant::now());
+    log.status = err.status.as_u16();
+    log.emit("rejected");
+    let mut resp = err.into_anthropic_response();
+    set_attempts(resp.headers_mut(), 0);
+    resp
+}
+
+/// A committed stream on its way to the caller as Anthropic events.
+struct Relay {
+    pending: VecDeque<Bytes>,
+    stream: CommittedStream,
+    log: RequestLog,
+    /// Translates OpenAI chunks; `None` when the target answers in Anthropic's events natively.
+    translate: Option<ToAnthropic>,
+    finished: bool,
+    done: bool,
+}
+
+impl Relay {
+    /// The SSE bytes for one chunk (possibly none: usage meant for the gateway only).
+    fn render(&mut self, chunk: &Chunk) -> Result<Bytes, ProviderError> {
+        self.finished |= chunk.finish;
+        if chunk.usage.is_some() {
+            self.log.usage = chunk.usage;
+        }
+        let Some(t) = &mut self.translate else {
+            return Ok(native_frame(&chunk.data));
+        };
+        if let Some(usage) = chunk.usage {
+            t.fallback_usage(usage);
+        }
+        if chunk.data.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let parsed: ChatCompletionChunk =
+            serde_json::from_slice(&chunk.data).map_err(|e| ProviderError::Protocol(format!("bad chunk to translate: {e}")))?;
+        Ok(frames(t.on_chunk(&parsed)))
+    }
+
+    /// The clean end: the closing events of a translated stream.
+    fn end(&mut self) -> Bytes {
+        self.done = true;
+        self.log.emit("ok");
+        self.translate.as_mut().map(|t| frames(t.finish())).unwrap_or_default()
+    }
+
+    /// Ends the stream after an upstream failure with an explicit `event: error` (unless the
+    /// answer had already finished, in which case it is closed normally).
+    fn fail(&mut self, e: ProviderError) -> Bytes {
+        if self.finished {
+            return self.end();
+        }
+        self.done = true;
+        self.stream.breaker.record_failure();
+        self.log.trace.attempts.push(chain::AttemptRecord {
+            target: self.log.provider.clone().unwrap_or_default(),
+            outcome: chain::Outcome::Failed(e.clone()),
+            duration: self.log.started.elapsed(),
+        });
+        self.log.emit("stream_error");
+        let kind = if matches!(e.status(), Some(503 | 529)) { "overloaded_error" } else { "api_error" };
+        let body = ErrorResponse::new(kind, ApiError::mid_stream(&e).message);
+        sse_frame("error", &serde_json::to_vec(&body).expect("serializing an error cannot fail"))
+    }
+}
+
+/// A native event's JSON framed with its `event:` name.
+fn native_frame(data: &[u8]) -> Bytes {
+    if data.is_empty() {
+        return Bytes::new();
+    }
+    let name = wire::event_type(data).unwrap_or_else(|| "message".to_owned());
+    sse_frame(&name, data)
+}
+
+fn frames(events: Vec<wire::types::StreamEvent>) -> Bytes {
+    let mut out = BytesMut::new();
+    for ev in &events {
+        out.extend_from_slice(&ev.to_sse());
+    }
+    out.freeze()
+}
+
+/// Relays a committed stream as Anthropic events: the held-back preamble and first content
+/// chunk, then each chunk as it arrives, with the idle timeout between chunks and the call's
+/// deadline. Dropping the body (the client went away) drops the upstream stream, cancelling it.
+fn relay(s: CommittedStream, log: RequestLog, translate: Option<ToAnthropic>) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
+    let held: Vec<Chunk> = s.preamble.iter().cloned().chain(std::iter::once(s.first.clone())).collect();
+    let mut relay = Relay { pending: VecDeque::new(), stream: s, log, translate, finished: false, done: false };
+    for chunk in &held {
+        let out = match relay.render(chunk) {
+            Ok(b) => b,
+            Err(e) => relay.fail(e),
+        };
+        relay.pending.push_back(out);
+        if relay.done {
+            break;
+        }
+    }
+    stream::unfold(relay, |mut r| async move {
+        loop {
+            if let Some(b) = r.pending.pop_front() {
+                if b.is_empty() {
+                    continue;
+                }
+                return Some((Ok(b), r));
+            }
+            if r.done {
+                return None;
+            }
+            let idle_at = Instant::now() + r.stream.idle;
+            let (at, kind) = if idle_at < r.stream.deadline { (idle_at, TimeoutKind::Idle) } else { (r.stream.deadline, TimeoutKind::Total) };
+            let out = match timeout_at(at, r.stream.rest.next()).await {
+                Ok(Some(Ok(chunk))) => r.render(&chunk).unwrap_or_else(|e| r.fail(e)),
+                Ok(None) => r.end(),
+                Ok(Some(Err(e))) => r.fail(e),
+                Err(_) => r.fail(ProviderError::Timeout(kind)),
+            };
+            r.pending.push_back(out);
+        }
+    })
+}

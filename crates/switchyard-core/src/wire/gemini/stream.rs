@@ -1,0 +1,222 @@
+//! Gemini's `streamGenerateContent?alt=sse` stream → OpenAI `chat.completion.chunk`s.
+//!
+//! Each SSE `data:` is a whole `GenerateContentResponse` holding the next piece of each
+//! candidate. Gemini has no role preamble, no `[DONE]` and no separate usage event: the
+//! translation emits OpenAI's role preamble when a candidate first appears, a content delta per
+//! text piece, one tool-call delta per `functionCall` (Gemini sends each call whole, so the delta
+//! carries its id, name and complete arguments), a finish chunk per candidate, and, once every
+//! candidate has finished, the usage (a usage chunk when the caller asked for
+//! `stream_options.include_usage`, and always as [`OutChunk::usage`] on the last chunk,
+//! so the gateway learns it either way). A stream that ends before a `finishReason` is a failure.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::{AnswerMeta, Candidate, NormalizeError, Usage, UsageMetadata, answer_parts, blocked, finish_reason, parse_response, usage};
+use crate::wire::openai::types::{ChatCompletionChunk, ChunkChoice, Delta, UsageDetail};
+use crate::wire::sse::SseParser;
+
+/// One translated chunk: OpenAI chunk JSON (without SSE framing) and what the router needs to
+/// know about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutChunk {
+    pub data: Bytes,
+    /// Carries model output (text or a tool call), as opposed to a role-only preamble.
+    pub content: bool,
+    /// Carries a `finish_reason`.
+    pub finish: bool,
+    /// The whole answer's usage, on the last chunk.
+    pub usage: Option<Usage>,
+}
+
+/// Why a stream failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamError {
+    /// Gemini sent an error event.
+    Upstream(String),
+    /// An event is not a Gemini response.
+    Invalid(String),
+    /// The stream ended before every candidate finished.
+    Incomplete,
+    /// An event exceeded the SSE parser's limit.
+    TooLarge,
+}
+
+/// Per-candidate progress.
+#[derive(Default)]
+struct CandidateState {
+    tool_calls: u32,
+    finished: bool,
+}
+
+/// Translates the events of one stream, in order.
+pub struct StreamTranslator {
+    meta: AnswerMeta,
+    include_usage: bool,
+    /// Set from the first event's `responseId`.
+    id: Option<String>,
+    candidates: BTreeMap<u32, CandidateState>,
+    usage: Option<UsageMetadata>,
+    done: bool,
+}
+
+impl StreamTranslator {
+    pub fn new(meta: AnswerMeta, include_usage: bool) -> Self {
+        StreamTranslator { meta, include_usage, id: None, candidates: BTreeMap::new(), usage: None, done: false }
+    }
+
+    /// Every candidate has finished and the usage has been emitted.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Translates one event's data. Events after the end are ignored.
+    pub fn on_event(&mut self, data: &[u8]) -> Result<Vec<OutChunk>, StreamError> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        let response = parse_response(data).map_err(|e| match e {
+            NormalizeError::Upstream(m) => StreamError::Upstream(m),
+            NormalizeError::Invalid(m) => StreamError::Invalid(m),
+        })?;
+        if self.id.is_none() {
+            self.id = Some(self.meta.id_for(response.response_id.as_deref()));
+        }
+        if let Some(u) = response.usage_metadata {
+            self.usage = Some(u);
+        }
+        let mut out = Vec::new();
+        for candidate in &response.candidates {
+            self.on_candidate(candidate, &mut out);
+        }
+        if response.candidates.is_empty() && blocked(&response).is_some() {
+            self.on_prompt_blocked(&mut out);
+        }
+        self.finish_if_all_done(&mut out);
+        Ok(out)
+    }
+
+    /// At the end of the upstream stream: an error unless every candidate finished.
+    pub fn on_end(&mut self) -> Result<(), StreamError> {
+        if self.done { Ok(()) } else { Err(StreamError::Incomplete) }
+    }
+
+    fn on_candidate(&mut self, candidate: &Candidate, out: &mut Vec<OutChunk>) {
+        let index = candidate.index;
+        self.preamble_once(index, out);
+        let (text, mut calls) = answer_parts(candidate.content.as_ref(), &mut self.meta.call_ids);
+        if !text.is_empty() {
+            let delta = Delta { content: Some(text), ..Delta::default() };
+            out.push(self.chunk(index, delta, None, true));
+        }
+        for call in &mut calls {
+            let state = self.candidates.entry(index).or_default();
+            call.index = Some(state.tool_calls);
+            state.tool_calls += 1;
+        }
+        for call in calls {
+            let delta = Delta { tool_calls: Some(vec![call]), ..Delta::default() };
+            out.push(self.chunk(index, delta, None, true));
+        }
+        if let Some(reason) = candidate.finish_reason.as_deref() {
+            let state = self.candidates.entry(index).or_default();
+            if !state.finished {
+                state.finished = true;
+                let finish = finish_reason(Some(reason), state.tool_calls > 0);
+                out.push(self.chunk(index, Delta::default(), Some(finish), false));
+            }
+        }
+    }
+
+    /// No candidates and a `promptFeedback.blockReason`: the prompt was refused.
+    fn on_prompt_blocked(&mut self, out: &mut Vec<OutChunk>) {
+        self.preamble_once(0, out);
+        let state = self.candidates.entry(0).or_default();
+        if !state.finished {
+            state.finished = true;
+            out.push(self.chunk(0, Delta::default(), Some("content_filter"), false));
+        }
+    }
+
+    /// OpenAI's role-only first chunk, once per candidate.
+    fn preamble_once(&mut self, index: u32, out: &mut Vec<OutChunk>) {
+        if self.candidates.contains_key(&index) {
+            return;
+        }
+        self.candidates.insert(index, CandidateState::default());
+        let delta = Delta { role: Some("assistant".into()), content: Some(String::new()), ..Delta::default() };
+        out.push(self.chunk(index, delta, None, false));
+    }
+
+    /// Once every candidate seen has finished: the usage, on a chunk of its own when the caller
+    /// asked for it, and for the gateway on the last chunk either way.
+    fn finish_if_all_done(&mut self, out: &mut Vec<OutChunk>) {
+        if self.candidates.is_empty() || !self.candidates.values().all(|c| c.finished) {
+            return;
+        }
+        self.done = true;
+        let detail = self.usage.as_ref().map(usage);
+        if self.include_usage {
+            let data = self.encode(Vec::new(), Some(detail));
+            out.push(OutChunk { data, content: false, finish: false, usage: detail.map(|d| d.summary()) });
+        } else if let Some(last) = out.last_mut() {
+            last.usage = detail.map(|d| d.summary());
+        }
+    }
+
+    fn chunk(&self, index: u32, delta: Delta, finish: Option<&str>, content: bool) -> OutChunk {
+        let choice = ChunkChoice { index, delta, logprobs: None, finish_reason: finish.map(str::to_owned) };
+        let usage = self.include_usage.then_some(None);
+        OutChunk { data: self.encode(vec![choice], usage), content, finish: finish.is_some(), usage: None }
+    }
+
+    fn encode(&self, choices: Vec<ChunkChoice>, usage: Option<Option<UsageDetail>>) -> Bytes {
+        let chunk = ChatCompletionChunk {
+            id: self.id.clone().unwrap_or_else(|| self.meta.id.clone()),
+            object: "chat.completion.chunk".into(),
+            created: self.meta.created,
+            model: self.meta.alias.clone(),
+            choices,
+            usage,
+        };
+        Bytes::from(serde_json::to_vec(&chunk).expect("serializing a chunk to memory cannot fail"))
+    }
+}
+
+/// SSE bytes in, OpenAI chunks out: [`SseParser`] feeding a [`StreamTranslator`].
+pub struct SseTranslator {
+    parser: SseParser,
+    translator: StreamTranslator,
+}
+
+impl SseTranslator {
+    pub fn new(meta: AnswerMeta, include_usage: bool) -> Self {
+        SseTranslator { parser: SseParser::new(), translator: StreamTranslator::new(meta, include_usage) }
+    }
+
+    /// Every candidate has finished.
+    pub fn is_done(&self) -> bool {
+        self.translator.is_done()
+    }
+
+    /// Translates what `bytes` completes.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<OutChunk>, StreamError> {
+        self.parser.push(bytes);
+        let mut out = Vec::new();
+        while let Some(event) = self.parser.next_event().map_err(|_| StreamError::TooLarge)? {
+            out.extend(self.translator.on_event(&event.data)?);
+        }
+        Ok(out)
+    }
+
+    /// At the end of the body: a last event without its blank line, then the completeness check.
+    pub fn end(&mut self) -> Result<Vec<OutChunk>, StreamError> {
+        let out = match self.parser.finish() {
+            Some(event) => self.translator.on_event(&event.data)?,
+            None => Vec::new(),
+        };
+        self.translator.on_end()?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,227 @@
+//! A minimal JSON structure scanner for the hot path: it finds the byte ranges of an object's
+//! members and an array's elements in one pass, skipping over values without decoding them, so
+//! a response can be rewritten by splicing (keep a member, drop one, replace one) at the cost of
+//! reading each byte about once. It checks structure (brackets, strings, separators); the
+//! contents of numbers and literals are not validated, as they are relayed untouched.
+
+use std::ops::Range;
+
+/// A structural error, with the byte offset where it was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanError(pub usize, pub &'static str);
+
+impl std::fmt::Display for ScanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid JSON at byte {}: {}", self.0, self.1)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ScanError>;
+
+/// An object member: the key's text between its quotes (still escaped), whether it contains
+/// escapes, and the value's byte range in the input.
+pub struct Member<'a> {
+    pub key: &'a [u8],
+    pub key_escaped: bool,
+    pub value: Range<usize>,
+}
+
+const MAX_DEPTH: usize = 256;
+
+fn ws(s: &[u8], mut i: usize) -> usize {
+    while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    i
+}
+
+/// Skips the string starting at `i` (its opening quote); returns the index after the closing
+/// quote and whether it had escapes.
+fn string_end(s: &[u8], i: usize) -> Result<(usize, bool)> {
+    let mut j = i + 1;
+    let mut escaped = false;
+    loop {
+        match memchr::memchr2(b'"', b'\\', &s[j.min(s.len())..]) {
+            None => return Err(ScanError(i, "unterminated string")),
+            Some(p) => {
+                let at = j + p;
+                if s[at] == b'"' {
+                    return Ok((at + 1, escaped));
+                }
+                escaped = true;
+                j = at + 2;
+                if j > s.len() {
+                    return Err(ScanError(at, "unterminated escape"));
+                }
+            }
+        }
+    }
+}
+
+/// Skips one value starting at `i` (no leading whitespace); returns the index after it.
+fn value_end(s: &[u8], i: usize, depth: usize) -> Result<usize> {
+    if depth > MAX_DEPTH {
+        return Err(ScanError(i, "nested too deeply"));
+    }
+    match s.get(i) {
+        None => Err(ScanError(i, "expected a value")),
+        Some(b'"') => string_end(s, i).map(|(e, _)| e),
+        Some(b'{') => members_from(s, i, depth, &mut |_| Ok(())),
+        Some(b'[') => elements_from(s, i, depth, &mut |_| Ok(())),
+        Some(b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
+            let mut j = i + 1;
+            while j < s.len() && !matches!(s[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                j += 1;
+            }
+            Ok(j)
+        }
+        Some(_) => Err(ScanError(i, "unexpected character")),
+    }
+}
+
+/// Walks the object starting at `i` (its `{`), calling `f` per member; returns the index after
+/// the closing `}`.
+fn members_from(s: &[u8], i: usize, depth: usize, f: &mut dyn FnMut(Member<'_>) -> Result<()>) -> Result<usize> {
+    let mut j = ws(s, i + 1);
+    if s.get(j) == Some(&b'}') {
+        return Ok(j + 1);
+    }
+    loop {
+        if s.get(j) != Some(&b'"') {
+            return Err(ScanError(j, "expected a member name"));
+        }
+        let (key_end, key_escaped) = string_end(s, j)?;
+        let key = &s[j + 1..key_end - 1];
+        j = ws(s, key_end);
+        if s.get(j) != Some(&b':') {
+            return Err(ScanError(j, "expected ':'"));
+        }
+        let start = ws(s, j + 1);
+        let end = value_end(s, start, depth + 1)?;
+        f(Member { key, key_escaped, value: start..end })?;
+        j = ws(s, end);
+        match s.get(j) {
+            Some(b',') => j = ws(s, j + 1),
+            Some(b'}') => return Ok(j + 1),
+            _ => return Err(ScanError(j, "expected ',' or '}'")),
+        }
+    }
+}
+
+/// Walks the array starting at `i` (its `[`), calling `f` per element range; returns the index
+/// after the closing `]`.
+fn elements_from(s: &[u8], i: usize, depth: usize, f: &mut dyn FnMut(Range<usize>) -> Result<()>) -> Result<usize> {
+    let mut j = ws(s, i + 1);
+    if s.get(j) == Some(&b']') {
+        return Ok(j + 1);
+    }
+    loop {
+        let end = value_end(s, j, depth + 1)?;
+        f(j..end)?;
+        j = ws(s, end);
+        match s.get(j) {
+            Some(b',') => j = ws(s, j + 1),
+            Some(b']') => return Ok(j + 1),
+            _ => return Err(ScanError(j, "expected ',' or ']'")),
+        }
+    }
+}
+
+/// Calls `f` for each member of the object that is the whole of `s[range]` (surrounding
+/// whitespace allowed). Value ranges are absolute offsets into `s`.
+pub fn members(s: &[u8], range: Range<usize>, f: &mut dyn FnMut(Member<'_>) -> Result<()>) -> Result<()> {
+    let start = ws(s, range.start);
+    if s.get(start) != Some(&b'{') {
+        return Err(ScanError(start, "expected an object"));
+    }
+    let end = members_from(&s[..range.end], start, 0, f)?;
+    if ws(s, end) < range.end {
+        return Err(ScanError(end, "trailing characters"));
+    }
+    Ok(())
+}
+
+/// Calls `f` for each element of the array `s[range]`.
+pub fn elements(s: &[u8], range: Range<usize>, f: &mut dyn FnMut(Range<usize>) -> Result<()>) -> Result<()> {
+    let start = ws(s, range.start);
+    if s.get(start) != Some(&b'[') {
+        return Err(ScanError(start, "expected an array"));
+    }
+    elements_from(&s[..range.end], start, 0, f).map(|_| ())
+}
+
+/// True for `null`, `""`, `[]` and `{}` (inner whitespace allowed).
+pub fn is_empty(v: &[u8]) -> bool {
+    match v {
+        b"null" | b"\"\"" | b"[]" | b"{}" => true,
+        [open @ (b'[' | b'{'), inner @ .., close] => {
+            matches!((open, close), (b'[', b']') | (b'{', b'}')) && inner.iter().all(|b| b.is_ascii_whitespace())
+        }
+        _ => false,
+    }
+}
+
+/// The text of a JSON string value without escapes (`None` if it is not a string or has
+/// escapes: decode those with serde_json).
+pub fn plain_str(v: &[u8]) -> Option<&str> {
+    if v.len() >= 2 && v[0] == b'"' && v[v.len() - 1] == b'"' && !v[1..v.len() - 1].contains(&b'\\') {
+        std::str::from_utf8(&v[1..v.len() - 1]).ok()
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(json: &str) -> Result<Vec<(String, String)>> {
+        let s = json.as_bytes();
+        let mut out = Vec::new();
+        members(s, 0..s.len(), &mut |m| {
+            out.push((String::from_utf8_lossy(m.key).into_owned(), json[m.value].to_owned()));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn finds_members_without_decoding_values() {
+        let got = collect(r#" { "a" : [1, {"x": "}"}], "b\"c":"q\\\"uote", "d":-1.5e3 ,"e":true,"f":null,"g":{} } "#).unwrap();
+        let want = [("a", r#"[1, {"x": "}"}]"#), (r#"b\"c"#, r#""q\\\"uote""#), ("d", "-1.5e3"), ("e", "true"), ("f", "null"), ("g", "{}")];
+        assert_eq!(got.len(), want.len());
+        for ((k, v), (wk, wv)) in got.iter().zip(want) {
+            assert_eq!((k.as_str(), v.as_str()), (wk, wv));
+        }
+    }
+
+    #[test]
+    fn structural_errors_are_caught() {
+        for bad in [r#"{"a":1"#, r#"{"a" 1}"#, r#"{"a":"x}"#, r#"{"a":[1,}"#, "[1]", r#"{"a":1} x"#, r#"{a:1}"#, r#"{"a":1,}"#] {
+            assert!(collect(bad).is_err(), "{bad}");
+        }
+        assert_eq!(collect("{}").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn deep_nesting_is_bounded() {
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(1000), "]".repeat(1000));
+        assert!(collect(&deep).is_err());
+    }
+
+    #[test]
+    fn elements_and_helpers() {
+        let s = br#"[ {"i":0} , "two", 3 ]"#;
+        let mut got = Vec::new();
+        elements(s, 0..s.len(), &mut |r| {
+            got.push(std::str::from_utf8(&s[r]).unwrap().to_owned());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, [r#"{"i":0}"#, r#""two""#, "3"]);
+        assert!(is_empty(b"[ ]") && is_empty(b"null") && !is_empty(b"\"a\""));
+        assert_eq!(plain_str(br#""stop""#), Some("stop"));
+        assert_eq!(plain_str(br#""a\"b""#), None);
+    }
+}
+

@@ -5,14 +5,13 @@ pub mod anthropic_messages;
 pub mod error;
 pub mod models;
 pub mod openai_chat;
+pub mod request_id;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use http::{HeaderName, HeaderValue, StatusCode};
@@ -56,7 +55,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/ready", get(models::ready))
         .fallback(not_found)
         .layer(DefaultBodyLimit::disable())
-        .layer(middleware::from_fn(request_id))
+        .layer(request_id::RequestIdLayer)
         .with_state(state)
 }
 
@@ -67,20 +66,6 @@ async fn not_found(req: Request) -> ApiError {
         Some("unknown_url"),
         format!("Unknown request URL: {} {}.", req.method(), req.uri().path()),
     )
-}
-
-/// Takes the caller's `x-request-id` when it is sane, otherwise makes one; echoes it back.
-async fn request_id(mut req: Request, next: Next) -> Response {
-    let id = req
-        .headers()
-        .get(&X_REQUEST_ID)
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic()))
-        .cloned()
-        .unwrap_or_else(new_request_id);
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let mut resp = next.run(req).await;
-    resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
-    resp
 }
 
 /// A random 128-bit id as 32 hex digits.

@@ -398,7 +398,7 @@ fn normalize(input: &[u8], alias: &str, kind: ChoiceKind, keep_usage: bool) -> R
                 out.push(b']');
             }
             b"usage" => {
-                usage = serde_json::from_slice::<Option<Usage>>(raw).ok().flatten();
+                usage = read_usage(input, m.value.clone());
                 if keep_usage {
                     sep(&mut out);
                     raw_key(&mut out, b"usage");
@@ -433,6 +433,40 @@ fn normalize(input: &[u8], alias: &str, kind: ChoiceKind, keep_usage: bool) -> R
     }
     out.push(b'}');
     Ok(NormalizedChunk { data: Bytes::from(out), content, finish, usage, choices })
+}
+
+/// The three token counts of a `usage` object (`None` for `null`). Scanning stops once all
+/// three are found (they come first in every provider's usage), so the detail objects that
+/// follow are not even read.
+fn read_usage(input: &[u8], range: std::ops::Range<usize>) -> Option<Usage> {
+    if input[range.clone()].starts_with(b"null") {
+        return None;
+    }
+    const FOUND_ALL: scan::ScanError = scan::ScanError(0, "found all");
+    let mut u = Usage::default();
+    let mut found = 0u8;
+    let scanned = scan::members(input, range.clone(), &mut |m| {
+        let (slot, bit) = match m.key {
+            b"prompt_tokens" => (&mut u.prompt_tokens, 1),
+            b"completion_tokens" => (&mut u.completion_tokens, 2),
+            b"total_tokens" => (&mut u.total_tokens, 4),
+            _ => return Ok(()),
+        };
+        *slot = parse_u64(&input[m.value])?;
+        found |= bit;
+        if found == 7 { Err(FOUND_ALL) } else { Ok(()) }
+    });
+    match scanned {
+        Ok(()) | Err(FOUND_ALL) => Some(u),
+        Err(_) => serde_json::from_slice::<Option<Usage>>(&input[range]).ok().flatten(),
+    }
+}
+
+fn parse_u64(digits: &[u8]) -> scan::Result<u64> {
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(scan::ScanError(0, "not a token count"));
+    }
+    Ok(digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// Writes one normalized choice; returns (carries content, carries a finish reason).

@@ -86,6 +86,18 @@ targets = ["limited/any"]
 targets = ["broken/any"]
 [models.broken.retry]
 attempts_per_target = 1
+
+[providers.embed_limited]
+kind = "mock"
+failure_rate = 1.0
+failure = "rate_limit"
+retry_after = "30s"
+
+[providers.embedder]
+kind = "mock"
+
+[models.embed]
+targets = ["embed_limited/any", "embedder/mock-embedding"]
 """)
         port = free_port()
         procs.append(subprocess.Popen([SWITCHYARD_BIN, "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
@@ -146,7 +158,7 @@ def test_streamed_completion(client):
 
 def test_models_lists_the_aliases(client):
     ids = sorted(m.id for m in client.models.list())
-    assert ids == ["broken", "chat", "limited"]
+    assert ids == ["broken", "chat", "embed", "limited"]
 
 
 def test_unknown_model_raises_not_found(client):
@@ -187,3 +199,41 @@ def test_error_messages_never_contain_provider_keys(client):
         client.chat.completions.create(model="limited", messages=[{"role": "user", "content": "hi"}])
     body = e.value.response.text
     assert "sk-down-secret" not in body and "sk-fake-secret" not in body
+
+
+def test_embeddings_fail_over_and_decode(client):
+    # The SDK asks for base64 by default and decodes it; the rate-limited mock fails first.
+    raw = client.embeddings.with_raw_response.create(model="embed", input=["hello", "world", "hello"])
+    result = raw.parse()
+    assert raw.headers["x-switchyard-provider"] == "embedder"
+    assert int(raw.headers["x-switchyard-attempts"]) == 2
+    assert result.object == "list"
+    assert result.model == "embed"
+    assert [e.index for e in result.data] == [0, 1, 2]
+    assert all(len(e.embedding) == 8 for e in result.data)
+    assert result.data[0].embedding == result.data[2].embedding
+    assert result.data[0].embedding != result.data[1].embedding
+    assert abs(sum(x * x for x in result.data[1].embedding) - 1.0) < 1e-3
+    assert result.usage.prompt_tokens == result.usage.total_tokens > 0
+
+
+def test_embeddings_float_format_and_dimensions(client):
+    floats = client.embeddings.create(model="embed", input="hello", encoding_format="float", dimensions=5)
+    assert len(floats.data) == 1 and len(floats.data[0].embedding) == 5
+    decoded = client.embeddings.create(model="embed", input="hello", dimensions=5)
+    assert [round(x, 5) for x in decoded.data[0].embedding] == [round(x, 5) for x in floats.data[0].embedding]
+
+
+def test_embeddings_pass_through_to_an_openai_compatible_upstream(client):
+    result = client.embeddings.create(model="chat", input="through the fake", encoding_format="float", dimensions=3)
+    assert result.model == "chat"
+    assert len(result.data[0].embedding) == 3
+
+
+def test_embeddings_errors_raise_the_sdk_classes(client):
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="no-such-alias", input="x")
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model="embed", input=[])
+    assert e.value.status_code == 400
+    assert e.value.param == "input"

@@ -2,7 +2,8 @@
 //! `POST /{version}/models/{model}:generateContent` (a pretty-printed JSON body, as Google
 //! sends it), `...:streamGenerateContent?alt=sse` (`data: <json>\r\n\r\n` events whose JSON is
 //! written `"key": value` with no space after commas, as Google's server writes it), the same
-//! without `alt=sse` (a JSON array), `GET /{version}/models`, and Google's error bodies
+//! without `alt=sse` (a JSON array), `...:embedContent` / `...:batchEmbedContents`,
+//! `GET /{version}/models`, and Google's error bodies
 //! (`{"error": {"code", "message", "status", "details"}}`).
 //!
 //! Like the real API it rejects what Gemini rejects: unknown request fields ("Invalid JSON
@@ -331,6 +332,8 @@ impl FakeGemini {
 enum Route {
     ListModels,
     Generate { model: String, stream: Option<StreamMode> },
+    /// `:embedContent` (one) or `:batchEmbedContents` (`batch`).
+    Embed { model: String, batch: bool },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -343,6 +346,12 @@ async fn handle(state: &State, step: Option<GeminiStep>, ex: Exchange) -> Option
     let (model, stream) = match route(&ex) {
         Some(Route::ListModels) => return Some(full(StatusCode::OK, JSON, pretty(&models_list()))),
         Some(Route::Generate { model, stream }) => (model, stream),
+        Some(Route::Embed { model, batch }) => {
+            if let Err(resp) = authorize(state, &ex) {
+                return Some(*resp);
+            }
+            return embed(step.unwrap_or(GeminiStep::Auto), &ex.json, &model, batch).await;
+        }
         None => return Some(error_response(&GeminiError { message: "Method not found.".into(), ..GeminiError::new(404) }, &[])),
     };
     let step = step.unwrap_or(GeminiStep::Auto);
@@ -384,6 +393,8 @@ fn route(ex: &Exchange) -> Option<Route> {
     let model = name.split_once('/').map_or(name, |(_, m)| m).to_owned();
     let alt_sse = ex.uri.query().is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"));
     let stream = match method {
+        "embedContent" => return Some(Route::Embed { model, batch: false }),
+        "batchEmbedContents" => return Some(Route::Embed { model, batch: true }),
         "generateContent" => None,
         "streamGenerateContent" if alt_sse => Some(StreamMode::Sse),
         "streamGenerateContent" => Some(StreamMode::JsonArray),
@@ -495,6 +506,81 @@ async fn perform(state: &State, mut step: GeminiStep, body: &Value, model: &str,
         GeminiStep::Delay(..) | GeminiStep::Hang | GeminiStep::Reset | GeminiStep::Auto => unreachable!("resolved above"),
     };
     Some(response)
+}
+
+/// Dimensions of the fake's embeddings unless `outputDimensionality` asks for fewer
+/// (`gemini-embedding-001` gives 3072; the fake keeps answers small).
+pub const EMBED_DIMENSIONS: usize = 768;
+
+/// `:embedContent` / `:batchEmbedContents`: scripted errors, delays, resets and hangs apply;
+/// any other step answers `{"embedding": {"values": [...]}}` / `{"embeddings": [{"values"}]}`
+/// (deterministic unit vectors of the text, `outputDimensionality` long). Gemini reports no
+/// token usage for embeddings, and neither does the fake.
+async fn embed(mut step: GeminiStep, body: &Value, model: &str, batch: bool) -> Option<FakeResponse> {
+    loop {
+        match step {
+            GeminiStep::Delay(d, inner) => {
+                tokio::time::sleep(d).await;
+                step = *inner;
+            }
+            GeminiStep::Hang => std::future::pending::<()>().await,
+            GeminiStep::Reset => return None,
+            _ => break,
+        }
+    }
+    if let GeminiStep::Error(e) | GeminiStep::ErrorEvent { error: e, .. } = &step {
+        return Some(error_response(e, &[]));
+    }
+    let requests: Vec<&Value> = if batch {
+        if let Err(message) = validate::batch_embed(body, model) {
+            return Some(error_response(&GeminiError { message, ..GeminiError::new(400) }, &[]));
+        }
+        body["requests"].as_array().map(|r| r.iter().collect()).unwrap_or_default()
+    } else {
+        if let Err(message) = validate::embed(body, "") {
+            return Some(error_response(&GeminiError { message, ..GeminiError::new(400) }, &[]));
+        }
+        vec![body]
+    };
+    let vectors: Vec<Value> = requests
+        .iter()
+        .map(|r| {
+            let text: String = r.pointer("/content/parts").and_then(Value::as_array).into_iter().flatten().filter_map(|p| p["text"].as_str()).collect();
+            let dims = r.get("outputDimensionality").and_then(Value::as_u64).map_or(EMBED_DIMENSIONS, |d| d as usize);
+            json!({"values": embed_vector(&text, dims)})
+        })
+        .collect();
+    let answer = if batch { json!({"embeddings": vectors}) } else { json!({"embedding": vectors[0]}) };
+    match step {
+        GeminiStep::DropAfter(_) => {
+            let whole = pretty(&answer);
+            let half = Bytes::copy_from_slice(&whole[..whole.len() / 2]);
+            Some(streamed(StatusCode::OK, JSON, vec![(Duration::ZERO, half)], StreamEnd::Abort))
+        }
+        _ => Some(full(StatusCode::OK, JSON, pretty(&answer))),
+    }
+}
+
+/// A deterministic unit vector of `dims` dimensions for `text`.
+fn embed_vector(text: &str, dims: usize) -> Vec<f64> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut v: Vec<f64> = (0..dims as u64)
+        .map(|i| {
+            let mut z = h ^ (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+            z ^= z >> 33;
+            // Rounded to float precision, as Google's values are.
+            f64::from(((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0)
+        })
+        .collect();
+    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x = f64::from((*x / norm) as f32));
+    }
+    v
 }
 
 fn issue_signatures(state: &State, answer: &Answer) {
@@ -1083,6 +1169,8 @@ mod validate {
         GenerationConfig,
         ThinkingConfig,
         SafetySetting,
+        EmbedRequest,
+        BatchEmbedRequest,
     }
 
     use Msg::*;
@@ -1181,6 +1269,14 @@ mod validate {
             ],
             ThinkingConfig => &[("includeThoughts", Free), ("thinkingBudget", Free), ("thinkingLevel", Free)],
             SafetySetting => &[("category", Free), ("threshold", Free)],
+            EmbedRequest => &[
+                ("model", Free),
+                ("content", Shape::Msg(Content)),
+                ("taskType", Free),
+                ("title", Free),
+                ("outputDimensionality", Free),
+            ],
+            BatchEmbedRequest => &[("requests", List(EmbedRequest))],
         }
     }
 
@@ -1202,6 +1298,35 @@ mod validate {
             }
             if c.get("parts").and_then(Value::as_array).is_none_or(Vec::is_empty) {
                 return Err(format!("* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty.\n"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks an `EmbedContentRequest` (`path` locates it within a batch) as Gemini does.
+    pub(super) fn embed(body: &Value, path: &str) -> Result<(), String> {
+        message(body, EmbedRequest, path)?;
+        let parts = body.pointer("/content/parts").and_then(Value::as_array);
+        if parts.is_none_or(|p| p.is_empty()) {
+            let at = if path.is_empty() { String::new() } else { format!("{path}.") };
+            return Err(format!("* EmbedContentRequest.{at}content.parts: contents.parts must not be empty.\n"));
+        }
+        Ok(())
+    }
+
+    /// Checks a `BatchEmbedContentsRequest` for the model in the URL: every request names that
+    /// model (`models/{model}`).
+    pub(super) fn batch_embed(body: &Value, model: &str) -> Result<(), String> {
+        message(body, BatchEmbedRequest, "")?;
+        let requests = body.get("requests").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        if requests.is_empty() {
+            return Err("* BatchEmbedContentsRequest.requests: requests is not specified\n".to_owned());
+        }
+        let expected = format!("models/{model}");
+        for (i, r) in requests.iter().enumerate() {
+            embed(r, &format!("requests[{i}]"))?;
+            if r.get("model").and_then(Value::as_str) != Some(expected.as_str()) {
+                return Err(format!("* BatchEmbedContentsRequest.requests[{i}].model: Model name in the request does not match the model name in the URL ({expected}).\n"));
             }
         }
         Ok(())

@@ -32,6 +32,8 @@ pub(crate) async fn handle(conn: Arc<Connection>, request: Request<Incoming>) ->
     match (request.method(), request.uri().path()) {
         // Any path ending in /chat/completions: also Azure's /openai/deployments/{name}/...
         (&Method::POST, path) if path.ends_with("/chat/completions") => chat(&conn, request).await,
+        // Also Azure's /openai/deployments/{name}/embeddings.
+        (&Method::POST, path) if path.ends_with("/embeddings") => embeddings(&conn, request).await,
         (&Method::GET, "/v1/models" | "/models") => Ok(json_response(
             StatusCode::OK,
             FakeBody::full(conn.shared.config.models_body.clone(), None),
@@ -372,6 +374,144 @@ async fn perform(conn: &Connection, mut step: &Step, exchange: &Exchange) -> Han
     Ok(response)
 }
 
+/// What the handler needs from an embeddings request.
+struct EmbedExchange {
+    model: String,
+    /// The inputs, token-id arrays written as their numbers joined by spaces.
+    inputs: Vec<String>,
+    prompt_tokens: u64,
+    dimensions: usize,
+    base64: bool,
+}
+
+/// OpenAI's `text-embedding-3-small` size, used unless the request asks for `dimensions`.
+pub(crate) const DEFAULT_DIMENSIONS: usize = 1536;
+
+/// Extracts what the embeddings handler needs, rejecting what OpenAI rejects.
+fn parse_embeddings(json: &Value) -> Result<EmbedExchange, Invalid> {
+    let Some(model) = json.get("model").and_then(Value::as_str) else {
+        return Err(Invalid { message: "you must provide a model parameter", param: None, code: None });
+    };
+    let invalid_input = Invalid { message: "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.", param: None, code: None };
+    let tokens = |v: &Value| -> Option<String> {
+        let ids: Option<Vec<String>> = v.as_array()?.iter().map(|t| t.as_u64().map(|n| n.to_string())).collect();
+        ids.filter(|ids| !ids.is_empty()).map(|ids| ids.join(" "))
+    };
+    let (inputs, prompt_tokens) = match json.get("input") {
+        None | Some(Value::Null) => {
+            return Err(Invalid { message: "Missing required parameter: 'input'.", param: Some("input"), code: Some("missing_required_parameter") });
+        }
+        Some(Value::String(s)) => (vec![s.clone()], count_words(s).max(1) as u64),
+        Some(Value::Array(items)) if items.is_empty() => return Err(invalid_input),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+            let texts: Vec<String> = items.iter().filter_map(Value::as_str).map(str::to_owned).collect();
+            let words = texts.iter().map(|t| count_words(t).max(1) as u64).sum();
+            (texts, words)
+        }
+        Some(v @ Value::Array(items)) if items.iter().all(Value::is_u64) => {
+            (vec![tokens(v).unwrap_or_default()], items.len() as u64)
+        }
+        Some(Value::Array(items)) => {
+            let batches: Option<Vec<String>> = items.iter().map(tokens).collect();
+            let Some(batches) = batches else { return Err(invalid_input) };
+            let n = items.iter().filter_map(Value::as_array).map(|a| a.len() as u64).sum();
+            (batches, n)
+        }
+        Some(_) => return Err(invalid_input),
+    };
+    let base64 = match json.get("encoding_format").and_then(Value::as_str) {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(_) => {
+            return Err(Invalid { message: "Invalid value for 'encoding_format': must be 'float' or 'base64'.", param: Some("encoding_format"), code: Some("invalid_value") });
+        }
+    };
+    let dimensions = match json.get("dimensions") {
+        None | Some(Value::Null) => DEFAULT_DIMENSIONS,
+        Some(d) => match d.as_u64() {
+            Some(n) if n >= 1 => n as usize,
+            _ => return Err(Invalid { message: "Invalid value for 'dimensions': must be a positive integer.", param: Some("dimensions"), code: Some("invalid_value") }),
+        },
+    };
+    Ok(EmbedExchange { model: model.to_owned(), inputs, prompt_tokens, dimensions, base64 })
+}
+
+/// `POST .../embeddings`: scripted like chat (the same [`Step`]s; a normal answer is the
+/// embeddings list, whatever its reply text).
+async fn embeddings(conn: &Connection, request: Request<Incoming>) -> HandlerResult {
+    let shared = &*conn.shared;
+    shared.count_request();
+    let in_flight = InFlight { shared, armed: true };
+    let (parts, body) = request.into_parts();
+    let bytes = body.collect().await.map_err(|_| Abort)?.to_bytes();
+    let uri = parts.uri.path_and_query().map_or_else(String::new, |p| p.to_string());
+    let (json, parsed) = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(json) => {
+            let parsed = parse_embeddings(&json);
+            (json, parsed)
+        }
+        Err(_) => (Value::String(String::from_utf8_lossy(&bytes).into_owned()), Err(Invalid { message: MALFORMED_JSON, param: None, code: None })),
+    };
+    shared.record(json, parts.headers, uri);
+    let exchange = match parsed {
+        Ok(e) => e,
+        Err(invalid) => {
+            in_flight.disarm();
+            let body = wire::error_body(invalid.message, "invalid_request_error", invalid.param, invalid.code);
+            return Ok(json_response(StatusCode::BAD_REQUEST, FakeBody::full(body, Some(conn.shared.clone()))));
+        }
+    };
+    let step = shared.next_step();
+    let mut step: &Step = &step;
+    loop {
+        match step {
+            Step::Delay(delay, inner) => {
+                tokio::time::sleep(*delay).await;
+                step = inner;
+            }
+            Step::Hang => std::future::pending::<()>().await,
+            Step::Reset => {
+                conn.reset.store(true, Ordering::Relaxed);
+                return Err(Abort);
+            }
+            _ => break,
+        }
+    }
+    let tracker = conn.shared.clone();
+    let answer = || {
+        let vectors: Vec<Vec<f32>> = exchange.inputs.iter().map(|t| wire::fake_vector(t, exchange.dimensions)).collect();
+        wire::embedding_list(&exchange.model, &vectors, exchange.base64, exchange.prompt_tokens)
+    };
+    let response = match step {
+        Step::Ok { .. } => json_response(StatusCode::OK, FakeBody::full(answer(), Some(tracker))),
+        Step::Status { code, message, error_type, error_code, retry_after, retry_after_ms } => {
+            let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body = wire::error_body(message, error_type, None, error_code.as_deref());
+            let mut response = json_response(status, FakeBody::full(body, Some(tracker)));
+            let headers = response.headers_mut();
+            for (name, value) in [(RETRY_AFTER, retry_after), (RETRY_AFTER_MS, retry_after_ms)] {
+                if let Some(value) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+                    headers.insert(name, value);
+                }
+            }
+            response
+        }
+        Step::PreambleThenError { message } => {
+            let body = wire::error_body(message, "server_error", None, None);
+            json_response(StatusCode::INTERNAL_SERVER_ERROR, FakeBody::full(body, Some(tracker)))
+        }
+        Step::DropAfter { .. } | Step::StallAfter { .. } => {
+            let tail = if matches!(step, Step::DropAfter { .. }) { Tail::Abort } else { Tail::Stall };
+            let full = answer();
+            let half = full.slice(..full.len() / 2);
+            json_response(StatusCode::OK, FakeBody::truncated(half, full.len() as u64, tail, tracker))
+        }
+        Step::Delay(..) | Step::Hang | Step::Reset => unreachable!("handled above"),
+    };
+    in_flight.disarm();
+    Ok(response)
+}
+
 fn response(status: StatusCode, content_type: HeaderValue, body: FakeBody) -> Response<FakeBody> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
@@ -436,6 +576,19 @@ mod tests {
             parse(&json!({"model": "m"})).err().unwrap().param,
             Some("messages")
         );
+    }
+
+    #[test]
+    fn parses_embeddings_requests() {
+        let e = parse_embeddings(&json!({"model": "m", "input": ["a b", "c"], "dimensions": 4, "encoding_format": "base64"})).ok().unwrap();
+        assert_eq!((e.inputs.len(), e.prompt_tokens, e.dimensions, e.base64), (2, 3, 4, true));
+        let e = parse_embeddings(&json!({"model": "m", "input": [[1, 2], [3]]})).ok().unwrap();
+        assert_eq!((e.inputs, e.prompt_tokens, e.dimensions), (vec!["1 2".to_owned(), "3".to_owned()], 3, DEFAULT_DIMENSIONS));
+        assert_eq!(parse_embeddings(&json!({"model": "m"})).err().unwrap().param, Some("input"));
+        assert!(parse_embeddings(&json!({"model": "m", "input": []})).is_err());
+        assert!(parse_embeddings(&json!({"model": "m", "input": ["a", 1]})).is_err());
+        assert!(parse_embeddings(&json!({"model": "m", "input": "a", "encoding_format": "int8"})).is_err());
+        assert!(parse_embeddings(&json!({"input": "a"})).is_err());
     }
 
     #[test]

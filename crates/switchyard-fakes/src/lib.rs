@@ -1,8 +1,8 @@
 //! Scriptable fake LLM provider upstreams on loopback.
 //!
-//! [`FakeUpstream`] is a small hyper server that speaks the OpenAI Chat Completions wire
-//! format (JSON completions, SSE streams, error bodies) and answers each chat request with the
-//! next [`Step`] of a [`Script`]: a normal answer, an HTTP error, a delay, a connection reset, a
+//! [`FakeUpstream`] is a small hyper server that speaks the OpenAI Chat Completions and
+//! Embeddings wire formats (JSON completions, SSE streams, embeddings lists, error bodies) and
+//! answers each chat or embeddings request with the next [`Step`] of a [`Script`]: a normal answer, an HTTP error, a delay, a connection reset, a
 //! hang, or one of several mid-stream failures. Integration tests use it to inject failures into
 //! a gateway's upstreams; benchmarks use it (or the `switchyard-fake-upstream` binary) as a fast
 //! upstream.
@@ -22,6 +22,7 @@
 //! ```
 
 pub mod anthropic;
+pub mod bedrock;
 mod body;
 pub mod gemini;
 mod handler;

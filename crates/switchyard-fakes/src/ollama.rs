@@ -78,6 +78,11 @@ impl FakeOllama {
     pub fn push(&self, step: OllamaStep) {
         self.server.push(step);
     }
+
+    /// The step for requests once the queue is empty.
+    pub fn set_default(&self, step: OllamaStep) {
+        self.server.set_default(step);
+    }
 }
 
 fn words(text: &str) -> u64 {
@@ -126,23 +131,48 @@ async fn handle(step: Option<OllamaStep>, ex: Exchange) -> Option<FakeResponse> 
     }
 }
 
-async fn embed(step: OllamaStep, req: &Value) -> FakeResponse {
-    if let OllamaStep::Status(code, msg) = step {
-        return error(code, &msg);
-    }
-    let inputs: Vec<String> = match &req["input"] {
-        Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a.iter().map(|v| v.as_str().unwrap_or("").to_owned()).collect(),
-        _ => vec![],
-    };
-    let embeddings: Vec<Vec<f64>> = inputs.iter().map(|t| vec![t.len() as f64 / 100.0, 0.25, -0.5]).collect();
-    let tokens: u64 = inputs.iter().map(|t| words(t)).sum();
-    full(
-        StatusCode::OK,
-        "application/json; charset=utf-8",
-        json!({"model": req["model"], "embeddings": embeddings, "total_duration": 14143917, "load_duration": 1019500, "prompt_eval_count": tokens})
-            .to_string(),
-    )
+/// Dimensions of the fake's embeddings unless the request asks for `dimensions`
+/// (`nomic-embed-text`'s size).
+pub const EMBED_DIMENSIONS: usize = 768;
+
+/// `POST /api/embed`: `{model, input (a string or an array of strings), truncate?, dimensions?,
+/// options?, keep_alive?}` → `{model, embeddings: [[...]], total_duration, load_duration,
+/// prompt_eval_count}`. Scripted errors and delays apply; any other step answers.
+fn embed(step: OllamaStep, req: &Value) -> std::pin::Pin<Box<dyn std::future::Future<Output = FakeResponse> + Send + '_>> {
+    Box::pin(async move {
+        match step {
+            OllamaStep::Delay(d, inner) => {
+                tokio::time::sleep(d).await;
+                return embed(*inner, req).await;
+            }
+            OllamaStep::Status(code, msg) => return error(code, &msg),
+            _ => {}
+        }
+        let Some(model) = req["model"].as_str().filter(|m| !m.is_empty()) else {
+            return error(400, "model is required");
+        };
+        let inputs: Vec<String> = match &req["input"] {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(a) if a.iter().all(Value::is_string) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            Value::Null => vec![],
+            _ => return error(400, "invalid input type"),
+        };
+        let dims = match &req["dimensions"] {
+            Value::Null => EMBED_DIMENSIONS,
+            d => match d.as_u64() {
+                Some(n) if n >= 1 => n as usize,
+                _ => return error(400, "dimensions must be a positive integer"),
+            },
+        };
+        let embeddings: Vec<Vec<f32>> = inputs.iter().map(|t| crate::wire::fake_vector(t, dims)).collect();
+        let tokens: u64 = inputs.iter().map(|t| words(t)).sum();
+        full(
+            StatusCode::OK,
+            "application/json; charset=utf-8",
+            json!({"model": model, "embeddings": embeddings, "total_duration": 14143917, "load_duration": 1019500, "prompt_eval_count": tokens})
+                .to_string(),
+        )
+    })
 }
 
 fn chat(step: OllamaStep, req: &Value) -> std::pin::Pin<Box<dyn std::future::Future<Output = FakeResponse> + Send + '_>> {

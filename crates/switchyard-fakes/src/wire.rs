@@ -206,6 +206,88 @@ pub(crate) fn sse_error(message: &str) -> Bytes {
     })
 }
 
+/// A deterministic unit vector of `dims` dimensions for `text`.
+pub(crate) fn fake_vector(text: &str, dims: usize) -> Vec<f32> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut v: Vec<f32> = (0..dims as u64)
+        .map(|i| {
+            let mut z = h ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+            z ^= z >> 33;
+            ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
+/// Standard base64 (with padding) of the little-endian f32 bytes, as OpenAI encodes
+/// `encoding_format: "base64"` embeddings.
+pub(crate) fn base64_f32(values: &[f32]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct EmbeddingList<'a> {
+    object: &'static str,
+    data: Vec<EmbeddingItem>,
+    model: &'a str,
+    usage: EmbeddingUsage,
+}
+
+#[derive(Serialize)]
+struct EmbeddingItem {
+    object: &'static str,
+    index: usize,
+    embedding: EmbeddingValue,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum EmbeddingValue {
+    Floats(Vec<f32>),
+    Base64(String),
+}
+
+#[derive(Serialize)]
+struct EmbeddingUsage {
+    prompt_tokens: u64,
+    total_tokens: u64,
+}
+
+/// OpenAI's embeddings answer: `{"object":"list","data":[{"object":"embedding","index":0,
+/// "embedding":[...]}],"model":..,"usage":{"prompt_tokens":..,"total_tokens":..}}`, pretty
+/// printed with two-space indents as api.openai.com sends it.
+pub(crate) fn embedding_list(model: &str, vectors: &[Vec<f32>], base64: bool, prompt_tokens: u64) -> Bytes {
+    let data = vectors
+        .iter()
+        .enumerate()
+        .map(|(index, v)| EmbeddingItem {
+            object: "embedding",
+            index,
+            embedding: if base64 { EmbeddingValue::Base64(base64_f32(v)) } else { EmbeddingValue::Floats(v.clone()) },
+        })
+        .collect();
+    let list = EmbeddingList { object: "list", data, model, usage: EmbeddingUsage { prompt_tokens, total_tokens: prompt_tokens } };
+    serde_json::to_vec_pretty(&list).expect("serializing to memory cannot fail").into()
+}
+
 /// What every message of one response shares.
 pub(crate) struct Meta<'a> {
     pub id: String,
@@ -415,6 +497,21 @@ mod tests {
         assert!(!text(meta(false, false).chunk_content("a")).contains("usage"));
         let groq_finish = text(meta(true, false).chunk_finish(&usage));
         assert!(groq_finish.contains(r#""x_groq":{"id":"req_1","usage":{"queue_time":"#));
+    }
+
+    #[test]
+    fn embedding_lists() {
+        assert_eq!(base64_f32(&[1.0, 2.0]), "AACAPwAAAEA=");
+        let v = fake_vector("hello", 16);
+        assert_eq!(v, fake_vector("hello", 16));
+        assert_ne!(v, fake_vector("hellp", 16));
+        assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4);
+        let body: serde_json::Value = serde_json::from_slice(&embedding_list("m", &[vec![1.0]], true, 3)).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": "AACAPw=="}],
+                "model": "m", "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+        );
     }
 
     #[test]

@@ -157,6 +157,7 @@ async fn image_links_move_on_to_a_target_that_can_fetch_them() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.header("x-switchyard-provider"), "b");
     assert_eq!(ollama.requests(), 0, "nothing was sent to Ollama");
+    assert_eq!(r.attempts(), 1, "a target that cannot serve the request is not an attempt");
 
     let gw = start(&ollama_then_openai(&ollama, None, "")).await;
     let r = gw.chat(&body).await;

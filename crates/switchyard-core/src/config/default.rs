@@ -8,15 +8,17 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-/// (environment variable, provider name, base URL, model), cheapest first (list prices per 1M
-/// tokens when this table was written).
-const CLOUD: &[(&str, &str, &str, &str)] = &[
-    ("OPENROUTER_API_KEY", "openrouter", "https://openrouter.ai/api/v1", "meta-llama/llama-3.1-8b-instruct"),
-    ("GROQ_API_KEY", "groq", "https://api.groq.com/openai/v1", "llama-3.1-8b-instant"),
-    ("MISTRAL_API_KEY", "mistral", "https://api.mistral.ai/v1", "mistral-small-latest"),
-    ("OPENAI_API_KEY", "openai", "https://api.openai.com/v1", "gpt-4o-mini"),
-    ("TOGETHER_API_KEY", "together", "https://api.together.xyz/v1", "meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo"),
-    ("DEEPSEEK_API_KEY", "deepseek", "https://api.deepseek.com/v1", "deepseek-chat"),
+/// (environment variable, provider name and kind, model), cheapest first (list prices per 1M
+/// input/output tokens when this table was written). Each kind knows its own base URL.
+const CLOUD: &[(&str, &str, &str)] = &[
+    ("OPENROUTER_API_KEY", "openrouter", "meta-llama/llama-3.1-8b-instruct"), // $0.02 / $0.05
+    ("GROQ_API_KEY", "groq", "llama-3.1-8b-instant"),                          // $0.05 / $0.08
+    ("GEMINI_API_KEY", "gemini", "gemini-2.5-flash-lite"),                     // $0.10 / $0.40
+    ("MISTRAL_API_KEY", "mistral", "mistral-small-latest"),                    // $0.10 / $0.30
+    ("OPENAI_API_KEY", "openai", "gpt-4o-mini"),                               // $0.15 / $0.60
+    ("TOGETHER_API_KEY", "together", "meta-llama/Meta-Llama-3.1-8B-Instruct-Turbo"), // $0.18
+    ("DEEPSEEK_API_KEY", "deepseek", "deepseek-chat"),                         // $0.27 / $1.10
+    ("ANTHROPIC_API_KEY", "anthropic", "claude-haiku-4-5"),                    // $1 / $5
 ];
 
 pub const OLLAMA_URL: &str = "http://127.0.0.1:11434";
@@ -29,9 +31,11 @@ pub fn default_toml(env: &dyn Fn(&str) -> Option<String>, ollama_model: Option<&
         let _ = write!(providers, "\n[providers.ollama]\nkind = \"openai\"\nbase_url = \"{OLLAMA_URL}/v1\"\n");
         targets.push(format!("ollama/{model}"));
     }
-    for (var, name, url, model) in CLOUD {
+    for (var, name, model) in CLOUD {
         if env(var).is_some_and(|v| !v.is_empty()) {
-            let _ = write!(providers, "\n[providers.{name}]\nkind = \"openai\"\nbase_url = \"{url}\"\napi_key = \"${{{var}}}\"\n");
+            // `openai` needs its base URL; every other name is a kind with a default one.
+            let url = if *name == "openai" { "base_url = \"https://api.openai.com/v1\"\n" } else { "" };
+            let _ = write!(providers, "\n[providers.{name}]\nkind = \"{name}\"\n{url}api_key = \"${{{var}}}\"\n");
             targets.push(format!("{name}/{model}"));
         }
     }
@@ -83,10 +87,17 @@ mod tests {
 
     #[test]
     fn keys_and_ollama_make_a_local_first_cheapest_first_chain() {
-        let env = |k: &str| matches!(k, "OPENAI_API_KEY" | "GROQ_API_KEY").then(|| "sk-test".to_owned());
+        let env = |k: &str| {
+            matches!(k, "OPENAI_API_KEY" | "GROQ_API_KEY" | "ANTHROPIC_API_KEY" | "GEMINI_API_KEY").then(|| "sk-test".to_owned())
+        };
         let toml = default_toml(&env, Some("llama3.2"));
         let c = Config::from_toml_str_with_env(&toml, "<built-in default>", &env).unwrap();
         let chain: Vec<String> = c.models["default"].targets.iter().map(|t| t.label()).collect();
-        assert_eq!(chain, ["ollama/llama3.2", "groq/llama-3.1-8b-instant", "openai/gpt-4o-mini"]);
+        assert_eq!(
+            chain,
+            ["ollama/llama3.2", "groq/llama-3.1-8b-instant", "gemini/gemini-2.5-flash-lite", "openai/gpt-4o-mini", "anthropic/claude-haiku-4-5"]
+        );
+        assert_eq!(c.providers["anthropic"].kind, "anthropic");
+        crate::Gateway::new(c).expect("the discovered providers build");
     }
 }

@@ -2,6 +2,7 @@
 //! and the server.
 
 pub mod anthropic_messages;
+pub mod embeddings;
 pub mod error;
 pub mod models;
 pub mod openai_chat;
@@ -48,6 +49,8 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(openai_chat::chat_completions))
         .route("/chat/completions", post(openai_chat::chat_completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/embeddings", post(embeddings::embeddings))
         .route("/v1/messages", post(anthropic_messages::messages))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::retrieve))

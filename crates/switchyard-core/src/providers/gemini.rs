@@ -22,7 +22,11 @@ use hyper::body::{Body, Incoming};
 use serde::{Deserialize, Serialize};
 
 use super::http::{HttpClient, MAX_BODY, client, client_error, extra_headers, read_body, redact, upstream_status};
-use super::{Call, Chunk, Completion, Kind, OptionError, Provider, ProviderError, Reply, Spec, UpstreamStatus, options};
+use super::{
+    Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, Provider, ProviderError, Reply, Spec, UpstreamStatus, Usage,
+    options,
+};
+use crate::wire::openai::embeddings::{EmbedInput, EmbeddingFields, estimate_tokens, list_body};
 use crate::wire::gemini::stream::{OutChunk, SseTranslator, StreamError};
 use crate::wire::gemini::{AnswerMeta, CallIds, RequestSettings, TranslateError, completion_body, to_gemini_request};
 use crate::wire::openai::types::ChatCompletionRequest;
@@ -128,6 +132,36 @@ impl Provider for Gemini {
         })
     }
 
+    /// `models/{m}:embedContent` for one input, `:batchEmbedContents` for several (see
+    /// [`to_gemini_embed`], [`from_gemini_embed`]).
+    fn embed<'a>(&'a self, call: EmbedCall<'a>) -> BoxFuture<'a, Result<Embeddings, ProviderError>> {
+        Box::pin(async move {
+            let fields = call.request.fields().map_err(|e| caller_error(e.message))?;
+            let (batch, body) = to_gemini_embed(&fields, call.upstream_model)?;
+            let uri = embed_url(&self.base_url, call.upstream_model, batch)?;
+            let mut req = Request::post(uri)
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .header(ACCEPT, HeaderValue::from_static("application/json"));
+            if let Some(key) = &self.key {
+                req = req.header(X_GOOG_API_KEY, key.clone());
+            }
+            for (k, v) in &self.headers {
+                req = req.header(k, v);
+            }
+            let req = req
+                .body(Full::new(Bytes::from(body.to_string())))
+                .map_err(|e| ProviderError::Protocol(format!("building the request: {e}")))?;
+            let resp = self.client.request(req).await.map_err(client_error)?;
+            let (parts, body) = resp.into_parts();
+            if !parts.status.is_success() {
+                let bytes = read_body(body, call.timeouts.idle, 1024 * 1024).await.unwrap_or_default();
+                return Err(ProviderError::Status(self.error_status(parts.status, &parts.headers, &bytes)));
+            }
+            let bytes = read_body(body, call.timeouts.idle, MAX_BODY).await?;
+            from_gemini_embed(&bytes, call.alias, &fields, batch)
+        })
+    }
+
     fn describe(&self) -> String {
         let key = if self.secret.is_some() { "api_key=<redacted>" } else { "api_key=none" };
         let mut out = format!("kind=gemini base_url={} {key}", self.base_url);
@@ -222,6 +256,71 @@ fn method_url(base: &str, model: &str, stream: bool) -> Result<Uri, ProviderErro
     format!("{base}/{}:{method}", encode_path(&name))
         .parse()
         .map_err(|_| ProviderError::Unsupported(format!("the model name \"{model}\" does not fit in a URL")))
+}
+
+/// `{base}/models/{model}:embedContent` or `...:batchEmbedContents`.
+fn embed_url(base: &str, model: &str, batch: bool) -> Result<Uri, ProviderError> {
+    let method = if batch { "batchEmbedContents" } else { "embedContent" };
+    format!("{base}/{}:{method}", encode_path(&model_name(model)))
+        .parse()
+        .map_err(|_| ProviderError::Unsupported(format!("the model name \"{model}\" does not fit in a URL")))
+}
+
+/// `models/{model}`, unless the model is already a resource name.
+fn model_name(model: &str) -> String {
+    if model.starts_with("models/") || model.starts_with("tunedModels/") { model.to_owned() } else { format!("models/{model}") }
+}
+
+/// An OpenAI embeddings request as Gemini's: one `EmbedContentRequest`
+/// (`{model, content: {parts: [{text}]}, outputDimensionality}`) for one input, or
+/// `{requests: [...]}` of them for `batchEmbedContents` when the input is an array (even of
+/// one: the answer's shape follows the request's). Returns (batch, body). Token-id inputs
+/// cannot be sent (Gemini embeds text only): the chain moves on.
+pub fn to_gemini_embed(fields: &EmbeddingFields, model: &str) -> Result<(bool, serde_json::Value), ProviderError> {
+    let texts = fields.input.texts().ok_or_else(|| ProviderError::Unsupported("token-id inputs (Gemini embeds text only)".into()))?;
+    let name = model_name(model);
+    let one = |text: &str| {
+        let mut r = serde_json::json!({"model": name, "content": {"parts": [{"text": text}]}});
+        if let Some(d) = fields.dimensions {
+            r["outputDimensionality"] = serde_json::Value::from(d);
+        }
+        r
+    };
+    Ok(match &fields.input {
+        EmbedInput::Text(t) => (false, one(t)),
+        _ => (true, serde_json::json!({"requests": texts.iter().map(|t| one(t)).collect::<Vec<_>>()})),
+    })
+}
+
+/// Gemini's `{"embedding": {"values"}}` / `{"embeddings": [{"values"}]}` as OpenAI's list.
+///
+/// Gemini reports no token usage for embeddings, so the usage in the answer (and the request
+/// log) is an estimate: a token per four bytes of input text, as for streams whose upstream
+/// reports no usage.
+pub fn from_gemini_embed(bytes: &[u8], alias: &str, fields: &EmbeddingFields, batch: bool) -> Result<Embeddings, ProviderError> {
+    #[derive(Deserialize)]
+    struct Values {
+        #[serde(default)]
+        values: Vec<f32>,
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        embedding: Option<Values>,
+        embeddings: Option<Vec<Values>>,
+    }
+    let a: Answer = serde_json::from_slice(bytes).map_err(|e| ProviderError::Protocol(format!("not a Gemini embeddings answer: {e}")))?;
+    let vectors: Vec<Vec<f32>> = match (batch, a.embedding, a.embeddings) {
+        (false, Some(e), _) => vec![e.values],
+        (true, _, Some(es)) => es.into_iter().map(|e| e.values).collect(),
+        _ => return Err(ProviderError::Protocol("no `embedding` / `embeddings` in the Gemini answer".into())),
+    };
+    let expected = fields.input.items().len();
+    if vectors.len() != expected {
+        return Err(ProviderError::Protocol(format!("Gemini returned {} embeddings for {expected} inputs", vectors.len())));
+    }
+    let prompt = estimate_tokens(fields.input.bytes());
+    let usage = Usage { prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt };
+    Ok(Embeddings { body: list_body(alias, &vectors, fields.base64(), usage), usage: Some(usage) })
 }
 
 fn encode_path(s: &str) -> String {
@@ -371,5 +470,66 @@ mod tests {
         assert_eq!(g.error_status(StatusCode::BAD_REQUEST, &HeaderMap::new(), caller).status, 400);
         let leaky = br#"{"error":{"code":403,"message":"key AIzaSecretSecret is disabled","status":"PERMISSION_DENIED"}}"#;
         assert!(!g.error_status(StatusCode::FORBIDDEN, &HeaderMap::new(), leaky).message.contains("AIzaSecretSecret"));
+    }
+}
+
+#[cfg(test)]
+mod embed_tests {
+    use bytes::Bytes;
+    use serde_json::{Value, json};
+
+    use super::{embed_url, from_gemini_embed, to_gemini_embed};
+    use crate::providers::ProviderError;
+    use crate::wire::openai::embeddings::EmbedRequest;
+
+    fn fields(v: Value) -> crate::wire::openai::embeddings::EmbeddingFields {
+        EmbedRequest::parse(Bytes::from(v.to_string())).unwrap().fields().unwrap()
+    }
+
+    #[test]
+    fn one_input_is_an_embed_content_request() {
+        let (batch, body) = to_gemini_embed(&fields(json!({"model": "e", "input": "hi", "dimensions": 256})), "gemini-embedding-001").unwrap();
+        assert!(!batch);
+        assert_eq!(
+            body,
+            json!({"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "hi"}]}, "outputDimensionality": 256})
+        );
+        assert_eq!(
+            embed_url("https://generativelanguage.googleapis.com/v1beta", "gemini-embedding-001", false).unwrap().to_string(),
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-embedding-001:embedContent"
+        );
+    }
+
+    #[test]
+    fn arrays_are_batch_embed_contents_requests() {
+        let (batch, body) = to_gemini_embed(&fields(json!({"model": "e", "input": ["a", "b"]})), "models/text-embedding-004").unwrap();
+        assert!(batch);
+        assert_eq!(
+            body,
+            json!({"requests": [
+                {"model": "models/text-embedding-004", "content": {"parts": [{"text": "a"}]}},
+                {"model": "models/text-embedding-004", "content": {"parts": [{"text": "b"}]}}]})
+        );
+        assert!(embed_url("http://h/v1beta", "m", true).unwrap().to_string().ends_with("/models/m:batchEmbedContents"));
+        let tokens = fields(json!({"model": "e", "input": [[1, 2]]}));
+        assert!(matches!(to_gemini_embed(&tokens, "m"), Err(ProviderError::Unsupported(_))));
+    }
+
+    #[test]
+    fn answers_translate_back_with_estimated_usage() {
+        let f = fields(json!({"model": "e", "input": "sixteen bytes!!!"}));
+        let e = from_gemini_embed(br#"{"embedding": {"values": [0.5, -1.0]}}"#, "emb", &f, false).unwrap();
+        let v: Value = serde_json::from_slice(&e.body).unwrap();
+        assert_eq!(
+            v,
+            json!({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -1.0]}],
+                   "model": "emb", "usage": {"prompt_tokens": 4, "total_tokens": 4}})
+        );
+        let f = fields(json!({"model": "e", "input": ["a", "b"], "encoding_format": "base64"}));
+        let e = from_gemini_embed(br#"{"embeddings": [{"values": [1.0]}, {"values": [2.0]}]}"#, "emb", &f, true).unwrap();
+        let v: Value = serde_json::from_slice(&e.body).unwrap();
+        assert_eq!((v["data"][0]["embedding"].as_str(), v["data"][1]["embedding"].as_str()), (Some("AACAPw=="), Some("AAAAQA==")));
+        assert!(matches!(from_gemini_embed(br#"{"embeddings": [{"values": [1.0]}]}"#, "emb", &f, true), Err(ProviderError::Protocol(_))));
+        assert!(matches!(from_gemini_embed(br#"{"embedding": {"values": []}}"#, "emb", &f, true), Err(ProviderError::Protocol(_))));
     }
 }

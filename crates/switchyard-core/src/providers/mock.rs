@@ -13,7 +13,11 @@ use futures_util::stream;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Call, Chunk, Completion, Kind, OptionError, Provider, ProviderError, Reply, Spec, UpstreamStatus, Usage, options};
+use super::{
+    Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, Provider, ProviderError, Reply, Spec, UpstreamStatus, Usage,
+    options,
+};
+use crate::wire::openai::embeddings::list_body;
 use crate::config::Dur;
 
 pub const KIND: Kind = Kind { name: "mock", build };
@@ -139,7 +143,82 @@ impl Mock {
     }
 }
 
+impl Mock {
+    /// The configured failure as an error, for a request that rolled one (`None`: the failure
+    /// shows mid-stream). A `timeout` never resolves.
+    async fn failure_error(&self, stream: bool) -> Option<ProviderError> {
+        Some(match self.failure {
+            Failure::RateLimit => self.status(429, "mock: rate limit reached", "rate_limit_error", Some(self.retry_after)),
+            Failure::ServerError => self.status(500, "mock: internal server error", "server_error", None),
+            Failure::Unavailable => self.status(503, "mock: service unavailable", "server_error", None),
+            Failure::Timeout => std::future::pending().await,
+            Failure::Reset => ProviderError::Connect("mock: connection reset by peer".into()),
+            Failure::MidStreamDrop if !stream => ProviderError::Connect("mock: connection closed before the response completed".into()),
+            Failure::MidStreamDrop => return None,
+        })
+    }
+}
+
+/// A deterministic unit vector of `dims` dimensions for `text`: the same text always gets the
+/// same vector, different texts (almost surely) different ones.
+pub fn mock_vector(text: &str, dims: usize) -> Vec<f32> {
+    // FNV-1a of the text, then SplitMix64 per dimension.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut v: Vec<f32> = (0..dims as u64)
+        .map(|i| {
+            let mut z = h.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
+/// Dimensions of the mock's embeddings unless the caller asks for `dimensions`.
+pub const MOCK_DIMENSIONS: usize = 8;
+
 impl Provider for Mock {
+    /// Deterministic vectors ([`mock_vector`], [`MOCK_DIMENSIONS`] or the caller's
+    /// `dimensions`), after the configured latency and subject to the failure settings.
+    fn embed<'a>(&'a self, call: EmbedCall<'a>) -> BoxFuture<'a, Result<Embeddings, ProviderError>> {
+        Box::pin(async move {
+            if !self.latency.is_zero() {
+                tokio::time::sleep(self.latency).await;
+            }
+            if self.roll() {
+                if let Some(e) = self.failure_error(false).await {
+                    return Err(e);
+                }
+            }
+            let fields = call.request.fields().map_err(|e| {
+                ProviderError::Status(UpstreamStatus {
+                    status: 400,
+                    message: e.message,
+                    error_type: Some("invalid_request_error".into()),
+                    param: e.param.map(str::to_owned),
+                    code: e.code.map(str::to_owned),
+                    ..Default::default()
+                })
+            })?;
+            let dims = fields.dimensions.map_or(MOCK_DIMENSIONS, |d| d as usize);
+            let items = fields.input.items();
+            let vectors: Vec<Vec<f32>> = items.iter().map(|t| mock_vector(t, dims)).collect();
+            let prompt: u64 = items.iter().map(|t| words(t)).sum();
+            let usage = Usage { prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt };
+            self.served.fetch_add(1, Ordering::Relaxed);
+            Ok(Embeddings { body: list_body(call.alias, &vectors, fields.base64(), usage), usage: Some(usage) })
+        })
+    }
+
     fn chat<'a>(&'a self, call: Call<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
         Box::pin(async move {
             if !self.latency.is_zero() {
@@ -233,5 +312,56 @@ impl Provider for Mock {
             self.failure_rate,
             self.failure
         )
+    }
+}
+
+#[cfg(test)]
+mod embed_tests {
+    use bytes::Bytes;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::config::TimeoutSettings;
+    use crate::wire::openai::embeddings::EmbedRequest;
+
+    fn mock(toml: &str) -> Arc<dyn Provider> {
+        let options: toml::Table = toml::from_str(toml).unwrap();
+        match build(&Spec { name: "m", options: &options, connect_timeout: Duration::from_secs(1) }) {
+            Ok(p) => p,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    async fn embed(p: &dyn Provider, body: Value) -> Result<Value, ProviderError> {
+        let request = EmbedRequest::parse(Bytes::from(body.to_string())).unwrap();
+        let timeouts = TimeoutSettings::default();
+        let call = EmbedCall { request: &request, upstream_model: "m", alias: "emb", timeouts: &timeouts };
+        p.embed(call).await.map(|e| serde_json::from_slice(&e.body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn vectors_are_deterministic_and_sized() {
+        let p = mock("");
+        let v = embed(&*p, json!({"model": "emb", "input": ["a", "b", "a"]})).await.unwrap();
+        let data = v["data"].as_array().unwrap();
+        assert_eq!(data.len(), 3);
+        assert_eq!(data[0]["embedding"].as_array().unwrap().len(), MOCK_DIMENSIONS);
+        assert_eq!(data[0]["embedding"], data[2]["embedding"]);
+        assert_ne!(data[0]["embedding"], data[1]["embedding"]);
+        assert_eq!(v["model"], "emb");
+        let v = embed(&*p, json!({"model": "emb", "input": "a", "dimensions": 3, "encoding_format": "base64"})).await.unwrap();
+        let expected = crate::wire::openai::embeddings::base64_f32(&mock_vector("a", 3));
+        assert_eq!(v["data"][0]["embedding"], expected.as_str());
+        let norm: f32 = mock_vector("x", 64).iter().map(|x| x * x).sum();
+        assert!((norm - 1.0).abs() < 1e-4);
+    }
+
+    #[tokio::test]
+    async fn failure_settings_apply() {
+        let p = mock("failure_rate = 1.0\nfailure = \"rate_limit\"\nretry_after = \"2s\"");
+        let e = embed(&*p, json!({"model": "emb", "input": "a"})).await.unwrap_err();
+        assert_eq!((e.status(), e.retry_after()), (Some(429), Some(Duration::from_secs(2))));
+        let p = mock("failure_rate = 1.0\nfailure = \"mid_stream_drop\"");
+        assert!(matches!(embed(&*p, json!({"model": "emb", "input": "a"})).await, Err(ProviderError::Connect(_))));
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 pub mod azure;
+pub mod bedrock;
 pub mod gemini;
 pub mod http;
 pub mod mock;
@@ -25,6 +26,7 @@ use futures_util::future::BoxFuture;
 use crate::config::{ProviderConfig, TimeoutSettings};
 use crate::wire::Format;
 use crate::wire::openai::ChatRequest;
+use crate::wire::openai::embeddings::EmbedRequest;
 pub use crate::wire::openai::Usage;
 
 /// A provider adapter.
@@ -44,6 +46,29 @@ pub trait Provider: Send + Sync + 'static {
     fn native_format(&self) -> Option<Format> {
         None
     }
+
+    /// Sends one embeddings request upstream and answers with an OpenAI-shaped
+    /// `{"object": "list", ...}` body labelled with the alias. Kinds without an embeddings API
+    /// keep this default, so the chain moves on to a target that has one.
+    fn embed<'a>(&'a self, call: EmbedCall<'a>) -> BoxFuture<'a, Result<Embeddings, ProviderError>> {
+        let _ = call;
+        Box::pin(std::future::ready(Err(ProviderError::Unsupported("embeddings".into()))))
+    }
+}
+
+/// One upstream embeddings call (see [`Call`]).
+#[derive(Clone, Copy)]
+pub struct EmbedCall<'a> {
+    pub request: &'a EmbedRequest,
+    pub upstream_model: &'a str,
+    pub alias: &'a str,
+    pub timeouts: &'a TimeoutSettings,
+}
+
+/// An embeddings answer: the OpenAI-shaped body and its usage.
+pub struct Embeddings {
+    pub body: Bytes,
+    pub usage: Option<Usage>,
 }
 
 /// The wire format of `provider`'s answers to `request`: the caller's own format when the
@@ -107,7 +132,8 @@ pub enum ProviderError {
     /// A stream broke: an error event, or the connection ended before the stream finished.
     Stream(String),
     /// This provider cannot serve this request (e.g. an input it does not accept); another
-    /// target may.
+    /// target may. Adapters return it before sending anything, so it is not counted as an
+    /// upstream attempt.
     Unsupported(String),
 }
 
@@ -192,6 +218,7 @@ pub static KINDS: &[Kind] = &[
     openai::KIND,
     anthropic::KIND,
     azure::KIND,
+    bedrock::KIND,
     gemini::KIND,
     mock::KIND,
     ollama::KIND,

@@ -25,7 +25,11 @@ use serde_json::{Map, Value, json};
 
 use super::http::{HttpClient, MAX_BODY, client, client_error, extra_headers, read_body, upstream_status};
 use super::openai::{parse_url, secret_header};
-use super::{Call, Chunk, Completion, Kind, OptionError, Provider, ProviderError, Reply, Spec, Usage, options};
+use super::{
+    Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, Provider, ProviderError, Reply, Spec, UpstreamStatus, Usage,
+    options,
+};
+use crate::wire::openai::embeddings::{EmbedInput, EmbeddingFields, estimate_tokens, list_body};
 use crate::wire::ndjson::NdjsonParser;
 use crate::wire::openai::types::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice, ChunkChoice, Content, ContentPart, Delta,
@@ -56,6 +60,7 @@ struct Options {
 pub struct Ollama {
     base_url: String,
     chat_url: Uri,
+    embed_url: Uri,
     auth: Option<HeaderValue>,
     secret: Option<String>,
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -68,6 +73,7 @@ fn build(spec: &Spec<'_>) -> Result<Arc<dyn Provider>, OptionError> {
     let o: Options = options(spec.options)?;
     let base = o.base_url.as_deref().unwrap_or("http://127.0.0.1:11434").trim_end_matches('/').to_owned();
     let chat_url = parse_url(&format!("{base}/api/chat"), &base)?;
+    let embed_url = parse_url(&format!("{base}/api/embed"), &base)?;
     let secret = o.api_key.filter(|k| !k.is_empty());
     let auth = secret.as_deref().map(|k| secret_header(&format!("Bearer {k}"))).transpose()?;
     let model_options = match serde_json::to_value(&o.model_options) {
@@ -77,6 +83,7 @@ fn build(spec: &Spec<'_>) -> Result<Arc<dyn Provider>, OptionError> {
     Ok(Arc::new(Ollama {
         base_url: base,
         chat_url,
+        embed_url,
         auth,
         secret,
         headers: extra_headers(&o.headers)?,
@@ -123,10 +130,101 @@ impl Provider for Ollama {
         })
     }
 
+    /// `POST /api/embed`: see [`to_ollama_embed`] and [`from_ollama_embed`].
+    fn embed<'a>(&'a self, call: EmbedCall<'a>) -> BoxFuture<'a, Result<Embeddings, ProviderError>> {
+        Box::pin(async move {
+            let fields = call.request.fields().map_err(|e| caller_error(e.message))?;
+            let body = to_ollama_embed(&fields, call.upstream_model, self.keep_alive.as_deref(), &self.model_options)?;
+            let mut http_req = Request::post(self.embed_url.clone()).header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if let Some(a) = &self.auth {
+                http_req = http_req.header(AUTHORIZATION, a.clone());
+            }
+            for (k, v) in &self.headers {
+                http_req = http_req.header(k, v);
+            }
+            let http_req = http_req
+                .body(Full::new(Bytes::from(body.to_string())))
+                .map_err(|e| ProviderError::Protocol(format!("building the request: {e}")))?;
+            let resp = self.client.request(http_req).await.map_err(client_error)?;
+            let (parts, body) = resp.into_parts();
+            if !parts.status.is_success() {
+                let bytes = read_body(body, call.timeouts.idle, 1024 * 1024).await.unwrap_or_default();
+                let secrets: Vec<&str> = self.secret.as_deref().into_iter().collect();
+                return Err(ProviderError::Status(upstream_status(parts.status, &parts.headers, &bytes, &secrets)));
+            }
+            let bytes = read_body(body, call.timeouts.idle, MAX_BODY).await?;
+            from_ollama_embed(&bytes, call.alias, &fields)
+        })
+    }
+
     fn describe(&self) -> String {
         let key = if self.secret.is_some() { " api_key=<redacted>" } else { "" };
         format!("kind=ollama base_url={}{key}", self.base_url)
     }
+}
+
+/// A request the adapter rejects as the caller's fault: an HTTP 400.
+fn caller_error(message: String) -> ProviderError {
+    ProviderError::Status(UpstreamStatus { status: 400, message, error_type: Some("invalid_request_error".into()), ..Default::default() })
+}
+
+/// An OpenAI embeddings request as an Ollama `/api/embed` body: `input` (a string or an array
+/// of strings) as is, `dimensions`, the provider's `keep_alive` and `model_options` (as
+/// `options`), and a non-standard `truncate` if the caller sent one. Token-id inputs cannot be
+/// sent (Ollama takes text only): the chain moves on.
+pub fn to_ollama_embed(
+    fields: &EmbeddingFields,
+    model: &str,
+    keep_alive: Option<&str>,
+    base_options: &Map<String, Value>,
+) -> Result<Value, ProviderError> {
+    let input = match &fields.input {
+        EmbedInput::Text(t) => Value::from(t.as_str()),
+        EmbedInput::Texts(ts) => Value::from(ts.clone()),
+        EmbedInput::Tokens(_) | EmbedInput::TokenBatches(_) => {
+            return Err(ProviderError::Unsupported("token-id inputs (Ollama embeds text only)".into()));
+        }
+    };
+    let mut body = json!({"model": model, "input": input});
+    if let Some(t) = fields.truncate {
+        body["truncate"] = Value::from(t);
+    }
+    if let Some(d) = fields.dimensions {
+        body["dimensions"] = Value::from(d);
+    }
+    if !base_options.is_empty() {
+        body["options"] = Value::Object(base_options.clone());
+    }
+    if let Some(k) = keep_alive {
+        body["keep_alive"] = Value::from(k);
+    }
+    Ok(body)
+}
+
+/// Ollama's `/api/embed` answer as OpenAI's list: `embeddings[i]` → `data[i]`, usage from
+/// `prompt_eval_count` (estimated from the input when absent).
+pub fn from_ollama_embed(bytes: &[u8], alias: &str, fields: &EmbeddingFields) -> Result<Embeddings, ProviderError> {
+    #[derive(Deserialize)]
+    struct EmbedAnswer {
+        #[serde(default)]
+        embeddings: Option<Vec<Vec<f32>>>,
+        #[serde(default)]
+        prompt_eval_count: Option<u64>,
+        #[serde(default)]
+        error: Option<String>,
+    }
+    let a: EmbedAnswer = serde_json::from_slice(bytes).map_err(|e| ProviderError::Protocol(format!("not an Ollama embed answer: {e}")))?;
+    if let Some(e) = a.error {
+        return Err(ProviderError::Protocol(format!("upstream error in a 200 response: {e}")));
+    }
+    let vectors = a.embeddings.ok_or_else(|| ProviderError::Protocol("no `embeddings` in the Ollama answer".into()))?;
+    let expected = fields.input.items().len();
+    if vectors.len() != expected {
+        return Err(ProviderError::Protocol(format!("Ollama returned {} embeddings for {expected} inputs", vectors.len())));
+    }
+    let prompt = a.prompt_eval_count.unwrap_or_else(|| estimate_tokens(fields.input.bytes()));
+    let usage = Usage { prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt };
+    Ok(Embeddings { body: list_body(alias, &vectors, fields.base64(), usage), usage: Some(usage) })
 }
 
 /// Translates an OpenAI chat request into an Ollama `/api/chat` body.
@@ -555,5 +653,57 @@ mod tests {
         assert_eq!(c.choices[0].finish_reason.as_deref(), Some("stop"));
         let a: Answer = serde_json::from_value(json!({"message": {"content": "cut"}, "done": true, "done_reason": "length"})).unwrap();
         assert_eq!(completion(&Meta::new("chat"), a).0.choices[0].finish_reason.as_deref(), Some("length"));
+    }
+}
+
+#[cfg(test)]
+mod embed_tests {
+    use bytes::Bytes;
+    use serde_json::{Map, Value, json};
+
+    use super::{from_ollama_embed, to_ollama_embed};
+    use crate::providers::ProviderError;
+    use crate::wire::openai::embeddings::EmbedRequest;
+
+    fn fields(v: Value) -> crate::wire::openai::embeddings::EmbeddingFields {
+        EmbedRequest::parse(Bytes::from(v.to_string())).unwrap().fields().unwrap()
+    }
+
+    #[test]
+    fn embed_requests_translate_to_api_embed() {
+        let mut opts = Map::new();
+        opts.insert("num_ctx".into(), json!(2048));
+        let f = fields(json!({"model": "e", "input": ["a", "b"], "dimensions": 4, "truncate": false, "user": "u"}));
+        assert_eq!(
+            to_ollama_embed(&f, "nomic-embed-text", Some("5m"), &opts).unwrap(),
+            json!({"model": "nomic-embed-text", "input": ["a", "b"], "dimensions": 4, "truncate": false,
+                   "options": {"num_ctx": 2048}, "keep_alive": "5m"})
+        );
+        let f = fields(json!({"model": "e", "input": "one"}));
+        assert_eq!(to_ollama_embed(&f, "m", None, &Map::new()).unwrap(), json!({"model": "m", "input": "one"}));
+        let f = fields(json!({"model": "e", "input": [1, 2]}));
+        assert!(matches!(to_ollama_embed(&f, "m", None, &Map::new()), Err(ProviderError::Unsupported(_))));
+    }
+
+    #[test]
+    fn embed_answers_translate_back() {
+        let answer = br#"{"model":"nomic-embed-text","embeddings":[[0.5,-0.25],[1.0,0.0]],"total_duration":14143917,"load_duration":1019500,"prompt_eval_count":8}"#;
+        let f = fields(json!({"model": "e", "input": ["a", "b"]}));
+        let e = from_ollama_embed(answer, "emb", &f).unwrap();
+        let v: Value = serde_json::from_slice(&e.body).unwrap();
+        assert_eq!(
+            v,
+            json!({"object": "list", "data": [
+                {"object": "embedding", "index": 0, "embedding": [0.5, -0.25]},
+                {"object": "embedding", "index": 1, "embedding": [1.0, 0.0]}],
+                "model": "emb", "usage": {"prompt_tokens": 8, "total_tokens": 8}})
+        );
+        let f = fields(json!({"model": "e", "input": ["a", "b"], "encoding_format": "base64"}));
+        let v: Value = serde_json::from_slice(&from_ollama_embed(answer, "emb", &f).unwrap().body).unwrap();
+        assert_eq!(v["data"][1]["embedding"], "AACAPwAAAAA=");
+        // A count that does not match the input, or an error body, is a protocol failure.
+        let f = fields(json!({"model": "e", "input": "a"}));
+        assert!(matches!(from_ollama_embed(answer, "emb", &f), Err(ProviderError::Protocol(_))));
+        assert!(matches!(from_ollama_embed(br#"{"error":"boom"}"#, "emb", &f), Err(ProviderError::Protocol(_))));
     }
 }

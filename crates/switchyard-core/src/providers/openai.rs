@@ -20,7 +20,8 @@ use hyper::body::{Body, Incoming};
 use serde::Deserialize;
 
 use super::http::{HttpClient, MAX_BODY, client, client_error, extra_headers, read_body, upstream_status};
-use super::{Call, Chunk, Completion, Kind, OptionError, Provider, ProviderError, Reply, Spec, options};
+use super::{Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, Provider, ProviderError, Reply, Spec, options};
+use crate::wire::openai::embeddings::{EmbedNormalizeError, normalize_list};
 use crate::wire::openai::{NormalizeError, normalize_chunk, normalize_completion};
 use crate::wire::sse::{SseEvent, SseParser};
 
@@ -68,6 +69,8 @@ pub struct OpenAi {
     kind: &'static str,
     base_url: String,
     endpoint: Endpoint,
+    /// The same endpoint for `/embeddings`.
+    embed_endpoint: Endpoint,
     auth: Option<(HeaderName, HeaderValue)>,
     secret: Option<String>,
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -95,10 +98,12 @@ pub fn build_flavor(spec: &Spec<'_>, flavor: &Flavor) -> Result<Arc<dyn Provider
     }
     let secret = o.api_key.filter(|k| !k.is_empty());
     let auth = secret.as_deref().map(|key| bearer(key)).transpose()?;
+    let embed_url = parse_url(&format!("{base}/embeddings"), &base)?;
     Ok(Arc::new(OpenAi {
         kind: flavor.kind,
         base_url: base,
         endpoint: Endpoint::Fixed(url),
+        embed_endpoint: Endpoint::Fixed(embed_url),
         auth,
         secret,
         headers: extra_headers(&headers)?,
@@ -120,15 +125,43 @@ impl OpenAi {
         stream_usage: bool,
         connect_timeout: std::time::Duration,
     ) -> OpenAi {
-        OpenAi { kind, base_url, endpoint, auth, secret, headers, stream_usage, client: client(connect_timeout) }
+        let embed_endpoint = endpoint.sibling("embeddings");
+        OpenAi { kind, base_url, endpoint, embed_endpoint, auth, secret, headers, stream_usage, client: client(connect_timeout) }
     }
 
     fn url(&self, model: &str) -> Result<Uri, ProviderError> {
-        match &self.endpoint {
+        Self::endpoint_url(&self.endpoint, model)
+    }
+
+    fn endpoint_url(endpoint: &Endpoint, model: &str) -> Result<Uri, ProviderError> {
+        match endpoint {
             Endpoint::Fixed(u) => Ok(u.clone()),
             Endpoint::PerModel { prefix, suffix } => format!("{prefix}{model}{suffix}")
                 .parse()
                 .map_err(|_| ProviderError::Protocol(format!("model \"{model}\" does not make a valid URL"))),
+        }
+    }
+}
+
+impl Endpoint {
+    /// The same endpoint with its final `chat/completions` path replaced by `path` (e.g.
+    /// `embeddings`), query kept.
+    pub fn sibling(&self, path: &str) -> Endpoint {
+        fn swap(url: &str, path: &str) -> String {
+            let (head, query) = url.split_once('?').map_or((url, None), |(h, q)| (h, Some(q)));
+            let head = head.strip_suffix("chat/completions").map_or_else(|| format!("{}/{path}", head.trim_end_matches('/')), |h| format!("{h}{path}"));
+            match query {
+                Some(q) => format!("{head}?{q}"),
+                None => head,
+            }
+        }
+        match self {
+            Endpoint::Fixed(u) => swap(&u.to_string(), path).parse().map_or_else(|_| Endpoint::Fixed(u.clone()), Endpoint::Fixed),
+            Endpoint::PerModel { prefix, suffix } => {
+                // The model sits between prefix and suffix: `.../deployments/{d}/chat/completions?...`.
+                let swapped = swap(&format!("x{suffix}"), path);
+                Endpoint::PerModel { prefix: prefix.clone(), suffix: swapped[1..].to_owned() }
+            }
         }
     }
 }
@@ -216,6 +249,40 @@ impl Provider for OpenAi {
         })
     }
 
+    /// Passthrough to `{base}/embeddings` (Azure: `.../deployments/{d}/embeddings?api-version=`):
+    /// the body as the caller wrote it (`encoding_format`, `dimensions`, `user` included) with
+    /// only `model` rewritten; the answer relabelled with the alias, base64 embeddings as sent.
+    fn embed<'a>(&'a self, call: EmbedCall<'a>) -> BoxFuture<'a, Result<Embeddings, ProviderError>> {
+        Box::pin(async move {
+            let body = call.request.body_with_model(call.upstream_model);
+            let mut req = Request::post(Self::endpoint_url(&self.embed_endpoint, call.upstream_model)?)
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .header(ACCEPT, HeaderValue::from_static("application/json"));
+            if let Some((name, value)) = &self.auth {
+                req = req.header(name, value.clone());
+            }
+            for (k, v) in &self.headers {
+                req = req.header(k, v);
+            }
+            let req = req.body(Full::new(body)).map_err(|e| ProviderError::Protocol(format!("building the request: {e}")))?;
+            let resp = self.client.request(req).await.map_err(client_error)?;
+            let (parts, body) = resp.into_parts();
+            let secrets: Vec<&str> = self.secret.as_deref().into_iter().collect();
+            if !parts.status.is_success() {
+                let bytes = read_body(body, call.timeouts.idle, 1024 * 1024).await.unwrap_or_default();
+                return Err(ProviderError::Status(upstream_status(parts.status, &parts.headers, &bytes, &secrets)));
+            }
+            let bytes = read_body(body, call.timeouts.idle, MAX_BODY).await?;
+            let (body, usage) = normalize_list(&bytes, call.alias, call.request.body.len()).map_err(|e| match e {
+                EmbedNormalizeError::Invalid(m) => ProviderError::Protocol(m),
+                EmbedNormalizeError::Upstream(m) => {
+                    ProviderError::Protocol(format!("upstream error in a 200 response: {}", super::http::redact(&m, &secrets)))
+                }
+            })?;
+            Ok(Embeddings { body, usage: Some(usage) })
+        })
+    }
+
     fn describe(&self) -> String {
         let key = if self.secret.is_some() { "api_key=<redacted>" } else { "api_key=none" };
         let extra = if self.headers.is_empty() {
@@ -231,7 +298,7 @@ impl Provider for OpenAi {
 
 /// Rough token count for `bytes` of text or JSON, where the upstream reports none.
 fn estimate_tokens(bytes: usize) -> u64 {
-    (bytes as u64).div_ceil(4).max(1)
+    crate::wire::openai::embeddings::estimate_tokens(bytes)
 }
 
 /// An OpenAI SSE body turned into normalized chunks.
@@ -403,3 +470,23 @@ impl Stream for SseChunks {
     }
 }
 
+
+#[cfg(test)]
+mod embed_tests {
+    use super::*;
+
+    #[test]
+    fn embeddings_urls_sit_beside_chat_completions() {
+        let fixed = Endpoint::Fixed("https://api.openai.com/v1/chat/completions".parse().unwrap());
+        match fixed.sibling("embeddings") {
+            Endpoint::Fixed(u) => assert_eq!(u.to_string(), "https://api.openai.com/v1/embeddings"),
+            Endpoint::PerModel { .. } => panic!("fixed stays fixed"),
+        }
+        let azure = Endpoint::PerModel {
+            prefix: "https://r.openai.azure.com/openai/deployments/".into(),
+            suffix: "/chat/completions?api-version=2024-10-21".into(),
+        };
+        let url = OpenAi::endpoint_url(&azure.sibling("embeddings"), "emb-deploy").unwrap();
+        assert_eq!(url.to_string(), "https://r.openai.azure.com/openai/deployments/emb-deploy/embeddings?api-version=2024-10-21");
+    }
+}

@@ -1,9 +1,11 @@
 //! Running a call along an alias's chain: breaker check, attempt, classify, back off or fail
-//! over, within the attempt budget and the call's deadline. For streams, an attempt succeeds only
+//! over, within the attempt budget and the call's deadline ([`run_with`], shared by chat
+//! completions and embeddings). For streams, an attempt succeeds only
 //! when the first chunk with real content arrives, so a failure before that (including after a
 //! role-only preamble) still fails over invisibly to the caller.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +14,11 @@ use tokio::time::{Instant, timeout_at};
 
 use super::retry::{Disposition, backoff, classify};
 use super::{Alias, Breaker, Target};
-use crate::providers::{Call, Chunk, ChunkStream, Completion, ProviderError, Reply, TimeoutKind, UpstreamStatus};
+use crate::providers::{
+    Call, Chunk, ChunkStream, Completion, EmbedCall, Embeddings, ProviderError, Reply, TimeoutKind, UpstreamStatus,
+};
 use crate::wire::openai::ChatRequest;
+use crate::wire::openai::embeddings::EmbedRequest;
 
 /// Preamble chunks buffered before the stream is committed anyway.
 const MAX_PREAMBLE: usize = 256;
@@ -88,10 +93,11 @@ pub enum Answer {
     Stream(CommittedStream),
 }
 
-/// A successful call: the target that answered and its answer.
-pub struct Served<'a> {
+/// A successful call: the target that answered and its answer (a chat [`Answer`] unless the
+/// call was another kind, e.g. embeddings).
+pub struct Served<'a, A = Answer> {
     pub target: &'a Target,
-    pub answer: Answer,
+    pub answer: A,
 }
 
 pub enum ChainError {
@@ -102,8 +108,32 @@ pub enum ChainError {
     Exhausted { last: Option<ProviderError>, retry_at: Option<Instant> },
 }
 
-/// Runs `request` along `alias`'s chain until one target answers.
+/// Runs a chat `request` along `alias`'s chain until one target answers.
 pub async fn run<'a>(alias: &'a Alias, request: &ChatRequest, deadline: Instant, trace: &mut Trace) -> Result<Served<'a>, ChainError> {
+    run_with(alias, deadline, trace, |target| attempt(alias, target, request, deadline)).await
+}
+
+/// Runs an embeddings `request` along `alias`'s chain until one target answers. Targets whose
+/// provider has no embeddings API fail with `Unsupported` and are passed over.
+pub async fn run_embed<'a>(
+    alias: &'a Alias,
+    request: &EmbedRequest,
+    deadline: Instant,
+    trace: &mut Trace,
+) -> Result<Served<'a, Embeddings>, ChainError> {
+    run_with(alias, deadline, trace, |target| attempt_embed(alias, target, request, deadline)).await
+}
+
+/// The fallback loop every kind of call shares: for each target of `alias` in order, skip it
+/// while its breaker is open, else send one attempt (`attempt(target)`), and on failure
+/// classify: retry the same target (backoff, or its `Retry-After` up to the cap), move to the
+/// next, or give the caller the error; all within the alias's attempt budget and `deadline`.
+/// `attempt` resolves to the answer once the target has committed to one.
+pub async fn run_with<'a, A, F, Fut>(alias: &'a Alias, deadline: Instant, trace: &mut Trace, mut attempt: F) -> Result<Served<'a, A>, ChainError>
+where
+    F: FnMut(&'a Target) -> Fut,
+    Fut: Future<Output = Result<A, ProviderError>>,
+{
     let mut last: Option<ProviderError> = None;
     let mut retry_at: Option<Instant> = None;
     let mut rng: Option<fastrand::Rng> = None;
@@ -128,7 +158,7 @@ pub async fn run<'a>(alias: &'a Alias, request: &ChatRequest, deadline: Instant,
             trace.sent += 1;
             tries += 1;
             let started = Instant::now();
-            let result = attempt(alias, target, request, deadline).await;
+            let result = attempt(target).await;
             let duration = started.elapsed();
             let error = match result {
                 Ok(answer) => {
@@ -148,6 +178,10 @@ pub async fn run<'a>(alias: &'a Alias, request: &ChatRequest, deadline: Instant,
                     });
                 }
                 Disposition::NextTarget { counts } => {
+                    if matches!(error, ProviderError::Unsupported(_)) {
+                        // Raised before anything is sent (the adapter's contract): not an attempt.
+                        trace.sent -= 1;
+                    }
                     if counts {
                         permit.failure();
                     } else {
@@ -179,11 +213,25 @@ pub async fn run<'a>(alias: &'a Alias, request: &ChatRequest, deadline: Instant,
     Err(ChainError::Exhausted { last, retry_at })
 }
 
+/// The first-byte limit of one attempt: `first_byte` from now, or the call's deadline if that
+/// comes first (and which of the two it is).
+fn first_byte_limit(target: &Target, deadline: Instant) -> (Instant, TimeoutKind) {
+    let at = (Instant::now() + target.timeouts.first_byte).min(deadline);
+    (at, if at == deadline { TimeoutKind::Total } else { TimeoutKind::FirstByte })
+}
+
+/// One upstream embeddings request, within `first_byte` (the whole answer: embeddings are not
+/// streamed).
+async fn attempt_embed(alias: &Alias, target: &Target, request: &EmbedRequest, deadline: Instant) -> Result<Embeddings, ProviderError> {
+    let (at, kind) = first_byte_limit(target, deadline);
+    let call = EmbedCall { request, upstream_model: &target.model, alias: &alias.name, timeouts: &target.timeouts };
+    timeout_at(at, target.provider.embed(call)).await.map_err(|_| ProviderError::Timeout(kind))?
+}
+
 /// One upstream request. For streams, waits (within `first_byte`) for the first chunk with
 /// content, buffering any preamble.
 async fn attempt(alias: &Alias, target: &Target, request: &ChatRequest, deadline: Instant) -> Result<Answer, ProviderError> {
-    let first_byte_at = (Instant::now() + target.timeouts.first_byte).min(deadline);
-    let timeout_kind = if first_byte_at == deadline { TimeoutKind::Total } else { TimeoutKind::FirstByte };
+    let (first_byte_at, timeout_kind) = first_byte_limit(target, deadline);
     let call = Call { request, upstream_model: &target.model, alias: &alias.name, timeouts: &target.timeouts };
     let reply = timeout_at(first_byte_at, target.provider.chat(call))
         .await

@@ -2,6 +2,7 @@
 //! translated to and from it, and stream framing.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod gemini;
 pub mod json;
 pub mod ndjson;

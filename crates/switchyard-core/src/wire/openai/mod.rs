@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+pub mod embeddings;
 pub mod types;
 
 use super::json::{as_str, write_key, write_str};

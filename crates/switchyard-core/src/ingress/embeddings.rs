@@ -1,0 +1,75 @@
+//! `POST /v1/embeddings`: OpenAI's embeddings API, routed through the same aliases, chains,
+//! retries and breakers as chat ([`chain::run_embed`]). Only `model` and the structure of
+//! `input` are read here; each target's adapter sends the request its own way (OpenAI-compatible
+//! passthrough, Ollama `/api/embed`, Gemini `embedContent` / `batchEmbedContents`, the mock) and
+//! answers in OpenAI's `{"object": "list", ...}` shape labelled with the alias. Targets without
+//! an embeddings API (e.g. `anthropic`) are passed over.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Extension, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use tokio::time::Instant;
+
+use super::error::ApiError;
+use super::{AppState, RequestId, X_ATTEMPTS, X_MODEL, X_PROVIDER};
+use crate::router::chain;
+use crate::telemetry::request_log::RequestLog;
+use crate::wire::openai::embeddings::EmbedRequest;
+
+pub async fn embeddings(State(state): State<Arc<AppState>>, Extension(id): Extension<RequestId>, body: Body) -> Response {
+    let started = Instant::now();
+    let limit = state.config.server.max_body_bytes;
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => return rejected(&id, "-", ApiError::body_too_large(limit)),
+    };
+    let request = match EmbedRequest::parse(bytes) {
+        Ok(r) => r,
+        Err(e) => return rejected(&id, "-", ApiError::bad_request(e)),
+    };
+    let Some(alias) = state.routes.alias(&request.model).cloned() else {
+        return rejected(&id, &request.model, ApiError::model_not_found(&request.model));
+    };
+    let mut log = RequestLog::new(id.as_str().to_owned(), alias.name.clone(), false, started);
+    let deadline = started + alias.total;
+    let served = match chain::run_embed(&alias, &request, deadline, &mut log.trace).await {
+        Ok(s) => s,
+        Err(e) => {
+            let err = ApiError::from_chain(&alias.name, e, &log.trace);
+            log.status = err.status.as_u16();
+            log.emit("error");
+            let mut resp = err.into_response();
+            set_attempts(resp.headers_mut(), log.trace.sent);
+            return resp;
+        }
+    };
+    let target = served.target;
+    log.provider = Some(target.provider_name.clone());
+    log.upstream_model = Some(target.model.clone());
+    log.status = 200;
+    log.usage = served.answer.usage;
+    log.emit("ok");
+    let mut headers = HeaderMap::with_capacity(8);
+    headers.insert(X_PROVIDER.clone(), target.provider_header.clone());
+    headers.insert(X_MODEL.clone(), target.model_header.clone());
+    set_attempts(&mut headers, log.trace.sent);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    (StatusCode::OK, headers, served.answer.body).into_response()
+}
+
+fn set_attempts(headers: &mut HeaderMap, sent: u32) {
+    headers.insert(X_ATTEMPTS.clone(), HeaderValue::from(sent));
+}
+
+/// Logs and renders an error found before routing (bad body, unknown alias).
+fn rejected(id: &RequestId, alias: &str, err: ApiError) -> Response {
+    let mut log = RequestLog::new(id.as_str().to_owned(), alias.into(), false, Instant::now());
+    log.status = err.status.as_u16();
+    log.emit("rejected");
+    let mut resp = err.into_response();
+    set_attempts(resp.headers_mut(), 0);
+    resp
+}

@@ -1,0 +1,280 @@
+//! ConverseStream events (decoded from the event-stream framing) as OpenAI chunks.
+//!
+//! `messageStart` → the role preamble; `contentBlockDelta` text → content deltas, reasoning →
+//! `reasoning_content` deltas; `contentBlockStart` with a `toolUse` → a `tool_calls` delta with
+//! id and name, then each `delta.toolUse.input` fragment → an argument fragment of that call,
+//! one for one; `messageStop` → the finish chunk; `metadata` → the usage (a usage chunk for
+//! callers who asked; always the last chunk's [`OutChunk::usage`]). An exception frame is an
+//! error.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::eventstream::{EventStreamDecoder, Frame, FrameError};
+use super::{AnswerMeta, TokenUsage, finish_reason, usage_to_openai};
+use crate::wire::openai::Usage;
+use crate::wire::openai::types::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCall, ToolCall, UsageDetail};
+
+/// One OpenAI chunk (JSON without SSE framing; empty `data` when it only carries usage the
+/// caller did not ask for).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutChunk {
+    pub data: Bytes,
+    pub content: bool,
+    pub finish: bool,
+    pub usage: Option<Usage>,
+}
+
+/// Why a stream failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamError {
+    /// An exception frame: its `:exception-type` (or `:error-code`) and message.
+    Exception { kind: String, message: String },
+    /// Framing or an event payload that does not parse.
+    Invalid(String),
+    /// The stream ended before `messageStop`.
+    Incomplete,
+}
+
+impl From<FrameError> for StreamError {
+    fn from(e: FrameError) -> Self {
+        StreamError::Invalid(e.to_string())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BlockStart {
+    #[serde(default)]
+    content_block_index: u64,
+    #[serde(default)]
+    start: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BlockDelta {
+    #[serde(default)]
+    content_block_index: u64,
+    #[serde(default)]
+    delta: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageStop {
+    #[serde(default)]
+    stop_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    #[serde(default)]
+    usage: Option<TokenUsage>,
+}
+
+#[derive(Deserialize)]
+struct ExceptionBody {
+    #[serde(default, alias = "Message")]
+    message: Option<String>,
+}
+
+/// Bytes in, chunks out.
+pub struct StreamTranslator {
+    decoder: EventStreamDecoder,
+    meta: AnswerMeta,
+    include_usage: bool,
+    sent_role: bool,
+    /// Content (text, reasoning or a tool call) went out.
+    content_sent: bool,
+    /// contentBlockIndex → OpenAI tool-call index.
+    tools: HashMap<u64, u32>,
+    finished: bool,
+    done: bool,
+}
+
+impl StreamTranslator {
+    pub fn new(meta: AnswerMeta, include_usage: bool) -> Self {
+        StreamTranslator {
+            decoder: EventStreamDecoder::new(),
+            meta,
+            include_usage,
+            sent_role: false,
+            content_sent: false,
+            tools: HashMap::new(),
+            finished: false,
+            done: false,
+        }
+    }
+
+    /// `messageStop` arrived: nothing of the answer is lost if the connection ends now.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The usage arrived: the stream is complete.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Content reached the caller (an error now can no longer be hidden by a failover).
+    pub fn content_sent(&self) -> bool {
+        self.content_sent
+    }
+
+    /// Feeds bytes; returns the chunks of every frame they complete.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<OutChunk>, StreamError> {
+        self.decoder.push(bytes);
+        let mut out = Vec::new();
+        while let Some(frame) = self.decoder.next_frame()? {
+            self.on_frame(frame, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// The body ended: an error unless the answer finished.
+    pub fn end(&mut self) -> Result<(), StreamError> {
+        // After messageStop, a torn or missing metadata frame loses only the usage.
+        if self.finished { Ok(()) } else { Err(StreamError::Incomplete) }
+    }
+
+    fn chunk(&self, delta: Delta, finish: Option<String>) -> Bytes {
+        let c = ChatCompletionChunk {
+            id: self.meta.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.meta.created,
+            model: self.meta.alias.clone(),
+            choices: vec![ChunkChoice { index: 0, delta, logprobs: None, finish_reason: finish }],
+            usage: if self.include_usage { Some(None) } else { None },
+        };
+        Bytes::from(serde_json::to_vec(&c).expect("chunks serialize"))
+    }
+
+    fn role(&mut self, out: &mut Vec<OutChunk>) {
+        if !self.sent_role {
+            self.sent_role = true;
+            let delta = Delta { role: Some("assistant".into()), content: Some(String::new()), ..Default::default() };
+            out.push(OutChunk { data: self.chunk(delta, None), content: false, finish: false, usage: None });
+        }
+    }
+
+    fn content(&mut self, delta: Delta, out: &mut Vec<OutChunk>) {
+        self.content_sent = true;
+        out.push(OutChunk { data: self.chunk(delta, None), content: true, finish: false, usage: None });
+    }
+
+    fn on_frame(&mut self, frame: Frame, out: &mut Vec<OutChunk>) -> Result<(), StreamError> {
+        match frame.header(":message-type").unwrap_or("event") {
+            "event" => {}
+            "exception" => {
+                let kind = frame.header(":exception-type").unwrap_or("exception").to_owned();
+                let message = serde_json::from_slice::<ExceptionBody>(&frame.payload)
+                    .ok()
+                    .and_then(|b| b.message)
+                    .unwrap_or_else(|| String::from_utf8_lossy(&frame.payload).into_owned());
+                return Err(StreamError::Exception { kind, message });
+            }
+            _ => {
+                let kind = frame.header(":error-code").unwrap_or("error").to_owned();
+                let message = frame.header(":error-message").unwrap_or("").to_owned();
+                return Err(StreamError::Exception { kind, message });
+            }
+        }
+        let kind = frame.header(":event-type").unwrap_or("").to_owned();
+        let parse_err = |e: serde_json::Error| StreamError::Invalid(format!("bad `{kind}` event: {e}"));
+        match kind.as_str() {
+            "messageStart" => self.role(out),
+            "contentBlockStart" => {
+                self.role(out);
+                let s: BlockStart = serde_json::from_slice(&frame.payload).map_err(parse_err)?;
+                if let Some(tu) = s.start.get("toolUse") {
+                    let index = self.tool_index(s.content_block_index);
+                    let call = ToolCall {
+                        index: Some(index),
+                        id: tu.get("toolUseId").and_then(Value::as_str).map(str::to_owned),
+                        kind: Some("function".into()),
+                        function: FunctionCall {
+                            name: tu.get("name").and_then(Value::as_str).map(str::to_owned),
+                            arguments: Some(String::new()),
+                        },
+                        extra_content: None,
+                    };
+                    self.content(Delta { tool_calls: Some(vec![call]), ..Default::default() }, out);
+                }
+            }
+            "contentBlockDelta" => {
+                self.role(out);
+                let d: BlockDelta = serde_json::from_slice(&frame.payload).map_err(parse_err)?;
+                if let Some(t) = d.delta.get("text").and_then(Value::as_str) {
+                    if !t.is_empty() {
+                        self.content(Delta { content: Some(t.to_owned()), ..Default::default() }, out);
+                    }
+                } else if let Some(tu) = d.delta.get("toolUse") {
+                    let fragment = tu.get("input").and_then(Value::as_str).unwrap_or("");
+                    let index = self.tool_index(d.content_block_index);
+                    let call = ToolCall {
+                        index: Some(index),
+                        function: FunctionCall { name: None, arguments: Some(fragment.to_owned()) },
+                        ..Default::default()
+                    };
+                    self.content(Delta { tool_calls: Some(vec![call]), ..Default::default() }, out);
+                } else if let Some(r) = d.delta.get("reasoningContent") {
+                    if let Some(t) = r.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                        let mut delta = Delta::default();
+                        delta.extra.insert("reasoning_content".into(), t.into());
+                        self.content(delta, out);
+                    }
+                }
+            }
+            "contentBlockStop" => {}
+            "messageStop" => {
+                self.role(out);
+                let s: MessageStop = serde_json::from_slice(&frame.payload).map_err(parse_err)?;
+                let reason = s.stop_reason.as_deref().unwrap_or("end_turn");
+                let mut finish = finish_reason(reason);
+                // Some models stop with end_turn after a tool call.
+                if finish == "stop" && !self.tools.is_empty() {
+                    finish = "tool_calls";
+                }
+                self.finished = true;
+                out.push(OutChunk { data: self.chunk(Delta::default(), Some(finish.into())), content: false, finish: true, usage: None });
+            }
+            "metadata" => {
+                let m: Metadata = serde_json::from_slice(&frame.payload).map_err(parse_err)?;
+                if let Some(u) = m.usage {
+                    let usage = usage_to_openai(&u);
+                    out.push(self.usage_chunk(usage));
+                }
+                self.done = true;
+            }
+            // Unknown events (newer API versions) are skipped.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn usage_chunk(&self, usage: UsageDetail) -> OutChunk {
+        let data = if self.include_usage {
+            let c = ChatCompletionChunk {
+                id: self.meta.id.clone(),
+                object: "chat.completion.chunk".into(),
+                created: self.meta.created,
+                model: self.meta.alias.clone(),
+                choices: Vec::new(),
+                usage: Some(Some(usage)),
+            };
+            Bytes::from(serde_json::to_vec(&c).expect("chunks serialize"))
+        } else {
+            Bytes::new()
+        };
+        OutChunk { data, content: false, finish: false, usage: Some(usage.summary()) }
+    }
+
+    fn tool_index(&mut self, block: u64) -> u32 {
+        let next = self.tools.len() as u32;
+        *self.tools.entry(block).or_insert(next)
+    }
+}

@@ -9,14 +9,13 @@ exception classes.
 """
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import anthropic
 import pytest
+
+from support import free_port, wait_http
 
 SWITCHYARD_BIN = os.environ.get("SWITCHYARD_BIN", "target/debug/switchyard")
 FAKE_BIN = os.environ.get("FAKE_UPSTREAM_BIN", "target/debug/switchyard-fake-upstream")
@@ -28,26 +27,6 @@ WEATHER_TOOL = {
     "description": "The current weather in a city",
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 15.0) -> None:
-    deadline = time.time() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.time() > deadline:
-            raise RuntimeError(f"{url} did not come up")
-        time.sleep(0.05)
 
 
 def start_fake(procs: list, args: list) -> str:

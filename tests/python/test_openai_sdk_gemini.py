@@ -8,14 +8,13 @@ issued is a 400. So a tool-use loop that works here carries the signature throug
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import openai
 import pytest
+
+from support import free_port, wait_http
 
 SWITCHYARD_BIN = os.environ.get("SWITCHYARD_BIN", "target/debug/switchyard")
 FAKE_GEMINI_BIN = os.environ.get("FAKE_GEMINI_BIN", "target/debug/switchyard-fake-gemini")
@@ -35,26 +34,6 @@ WEATHER_TOOL = {
         },
     },
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 15.0) -> None:
-    deadline = time.time() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.time() > deadline:
-            raise RuntimeError(f"{url} did not come up")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

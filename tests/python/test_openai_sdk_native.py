@@ -5,14 +5,13 @@ caller sees OpenAI's shapes whatever answers: plain, streamed and tool-calling c
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import openai
 import pytest
+
+from support import free_port, start_fake, stop_all, wait_http
 
 SWITCHYARD_BIN = os.environ.get("SWITCHYARD_BIN", "target/debug/switchyard")
 FAKE_ANTHROPIC_BIN = os.environ.get("FAKE_ANTHROPIC_BIN", "target/debug/switchyard-fake-anthropic")
@@ -26,33 +25,6 @@ TOOL = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 15.0) -> None:
-    deadline = time.time() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.time() > deadline:
-            raise RuntimeError(f"{url} did not come up")
-        time.sleep(0.05)
-
-
-def start_fake(args):
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
-    line = proc.stdout.readline().strip()
-    assert line.startswith("listening on http://"), line
-    return proc, line.removeprefix("listening on ")
 
 
 @pytest.fixture(scope="module")
@@ -87,13 +59,7 @@ targets = ["local/llama3.2"]
         wait_http(f"http://127.0.0.1:{port}/health")
         yield f"http://127.0.0.1:{port}/v1"
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
 
 @pytest.fixture

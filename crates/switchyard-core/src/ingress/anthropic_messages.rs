@@ -18,11 +18,12 @@ use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, stream};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderValue, StatusCode, header};
 use tokio::time::{Instant, timeout_at};
 
 use super::error::ApiError;
-use super::{AppState, RequestId, X_ATTEMPTS, X_MODEL, X_PROVIDER};
+use super::respond::{rejected, served_headers, set_attempts};
+use super::{AppState, RequestId};
 use crate::providers::{Chunk, ProviderError, TimeoutKind, answer_format};
 use crate::router::Alias;
 use crate::router::chain::{self, Answer, CommittedStream};
@@ -38,22 +39,22 @@ pub async fn messages(State(state): State<Arc<AppState>>, Extension(id): Extensi
     let limit = state.config.server.max_body_bytes;
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(_) => return rejected(&id, "-", ApiError::body_too_large(limit)),
+        Err(_) => return reject(&id, "-", ApiError::body_too_large(limit)),
     };
     let native = match NativeBody::parse(Format::AnthropicMessages, bytes) {
         Ok(n) => n,
-        Err(e) => return rejected(&id, "-", ApiError::bad_request(e)),
+        Err(e) => return reject(&id, "-", ApiError::bad_request(e)),
     };
     let typed: MessagesRequest = match parse_typed(&native.body) {
         Ok(t) => t,
-        Err(e) => return rejected(&id, "-", ApiError::bad_request(e)),
+        Err(e) => return reject(&id, "-", ApiError::bad_request(e)),
     };
     let Some(alias) = state.routes.alias(&typed.model).cloned() else {
-        return rejected(&id, &typed.model, ApiError::model_not_found(&typed.model));
+        return reject(&id, &typed.model, ApiError::model_not_found(&typed.model));
     };
     let request = match canonical(&typed, native, &alias) {
         Ok(r) => r,
-        Err(e) => return rejected(&id, &typed.model, ApiError::bad_request(e)),
+        Err(e) => return reject(&id, &typed.model, ApiError::bad_request(e)),
     };
     let mut log = RequestLog::new(id.as_str().to_owned(), alias.name.clone(), request.stream, started);
     let served = match chain::run(&alias, &request, started + alias.total, &mut log.trace).await {
@@ -71,10 +72,7 @@ pub async fn messages(State(state): State<Arc<AppState>>, Extension(id): Extensi
     let native = answer_format(&*target.provider, &request) == Format::AnthropicMessages;
     log.provider = Some(target.provider_name.clone());
     log.upstream_model = Some(target.model.clone());
-    let mut headers = HeaderMap::with_capacity(8);
-    headers.insert(X_PROVIDER.clone(), target.provider_header.clone());
-    headers.insert(X_MODEL.clone(), target.model_header.clone());
-    set_attempts(&mut headers, log.trace.sent);
+    let mut headers = served_headers(target, log.trace.sent);
     match served.answer {
         Answer::Complete(c) => {
             log.usage = c.usage;
@@ -151,19 +149,6 @@ fn translate_completion(body: &[u8], model: &str) -> Result<Bytes, String> {
     serde_json::to_vec(&message).map(Bytes::from).map_err(|e| e.to_string())
 }
 
-fn set_attempts(headers: &mut HeaderMap, sent: u32) {
-    headers.insert(X_ATTEMPTS.clone(), HeaderValue::from(sent));
-}
-
-/// Logs and renders an error found before routing (bad body, unknown alias).
-fn rejected(id: &RequestId, alias: &str, err: ApiError) -> Response {
-    let mut log = RequestLog::new(id.as_str().to_owned(), alias.into(), false, Instant::now());
-    log.status = err.status.as_u16();
-    log.emit("rejected");
-    let mut resp = err.into_anthropic_response();
-    set_attempts(resp.headers_mut(), 0);
-    resp
-}
 
 /// A committed stream on its way to the caller as Anthropic events.
 struct Relay {
@@ -279,4 +264,9 @@ fn relay(s: CommittedStream, log: RequestLog, translate: Option<ToAnthropic>) ->
             r.pending.push_back(out);
         }
     })
+}
+
+/// Logs and renders an error found before routing (bad body, unknown alias).
+fn reject(id: &RequestId, alias: &str, err: ApiError) -> Response {
+    rejected(id, alias, err, ApiError::into_anthropic_response)
 }

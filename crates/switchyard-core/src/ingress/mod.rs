@@ -7,6 +7,7 @@ pub mod error;
 pub mod models;
 pub mod openai_chat;
 pub mod request_id;
+pub mod respond;
 
 use std::future::Future;
 use std::sync::Arc;

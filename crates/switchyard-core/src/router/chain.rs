@@ -65,6 +65,29 @@ impl Trace {
         out
     }
 
+    /// Appends the summary to `out` as bytes, without `core::fmt` for the common outcomes
+    /// (the per-request log line calls this).
+    pub fn push_summary(&self, out: &mut Vec<u8>) {
+        for (i, a) in self.attempts.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"; ");
+            }
+            out.extend_from_slice(a.target.as_bytes());
+            match &a.outcome {
+                Outcome::Ok => {
+                    out.extend_from_slice(b": ok (");
+                    crate::telemetry::request_log::push_u64(out, a.duration.as_millis() as u64);
+                    out.extend_from_slice(b"ms)");
+                }
+                Outcome::Skipped => out.extend_from_slice(b": skipped, circuit breaker open"),
+                Outcome::Failed(e) => {
+                    use std::io::Write as _;
+                    let _ = write!(out, ": {e} ({}ms)", a.duration.as_millis());
+                }
+            }
+        }
+    }
+
     /// Appends the summary to `out`.
     pub fn write_summary(&self, out: &mut String) {
         use std::fmt::Write as _;

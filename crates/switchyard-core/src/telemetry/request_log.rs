@@ -3,7 +3,6 @@
 //! the request ends, including when the client goes away first. Never contains an API key:
 //! attempt outcomes carry only redacted upstream messages.
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -113,53 +112,94 @@ impl RequestLog {
 }
 
 impl RequestLog {
-    /// Formats the line as the `tracing` text or JSON formatter would (same fields and order).
+    /// Formats the line as the `tracing` text or JSON formatter would (same fields and order),
+    /// by pushing bytes: this runs once per request, and `core::fmt` with a dozen arguments
+    /// cost several thousand instructions.
     pub fn format(&self, format: LineFormat, outcome: &str, now: SystemTime, out: &mut Vec<u8>) {
         let usage = self.usage.unwrap_or_default();
-        let latency_ms = (self.started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
+        let micros = self.started.elapsed().as_micros() as u64;
         let provider = self.provider.as_deref().unwrap_or("-");
         let model = self.upstream_model.as_deref().unwrap_or("-");
-        let mut attempts = String::new();
-        self.trace.write_summary(&mut attempts);
         let mut ts = [0u8; 27];
         let ts = rfc3339_micros(now, &mut ts);
-        match format {
-            LineFormat::Text => {
-                let mut line = String::with_capacity(256 + attempts.len());
-                let _ = write!(
-                    line,
-                    "{ts}  INFO switchyard::request: request request_id={} alias={} stream={} status={} outcome={outcome:?} provider={provider:?} upstream_model={model:?} attempts_sent={} attempts={attempts} latency_ms={latency_ms} prompt_tokens={} completion_tokens={} total_tokens={}\n",
-                    self.request_id, self.alias, self.stream, self.status, self.trace.sent, usage.prompt_tokens, usage.completion_tokens, usage.total_tokens,
-                );
-                out.extend_from_slice(line.as_bytes());
+        let json = format == LineFormat::Json;
+        // (name, value as it is written): text is `name=value`, JSON `"name":value`.
+        let field = |out: &mut Vec<u8>, name: &str| {
+            if json {
+                out.extend_from_slice(b",\"");
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b"\":");
+            } else {
+                out.push(b' ');
+                out.extend_from_slice(name.as_bytes());
+                out.push(b'=');
             }
-            LineFormat::Json => {
-                out.extend_from_slice(b"{\"timestamp\":\"");
-                out.extend_from_slice(ts.as_bytes());
-                out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\",\"request_id\":");
-                write_str(out, &self.request_id);
-                out.extend_from_slice(b",\"alias\":");
-                write_str(out, &self.alias);
-                let _ = write!(out, ",\"stream\":{},\"status\":{},\"outcome\":", self.stream, self.status);
-                write_str(out, outcome);
-                out.extend_from_slice(b",\"provider\":");
-                write_str(out, provider);
-                out.extend_from_slice(b",\"upstream_model\":");
-                write_str(out, model);
-                let _ = write!(out, ",\"attempts_sent\":{},\"attempts\":", self.trace.sent);
-                write_str(out, &attempts);
-                let _ = writeln!(
-                    out,
-                    ",\"latency_ms\":{latency_ms},\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{},\"target\":\"switchyard::request\"}}",
-                    usage.prompt_tokens, usage.completion_tokens, usage.total_tokens
-                );
-            }
+        };
+        if json {
+            out.extend_from_slice(b"{\"timestamp\":\"");
+            out.extend_from_slice(ts);
+            out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\"");
+        } else {
+            out.extend_from_slice(ts);
+            out.extend_from_slice(b"  INFO switchyard::request: request");
         }
+        // Plain text values are written bare in text lines, as tracing's Display does.
+        let text = |out: &mut Vec<u8>, v: &str| if json { write_str(out, v) } else { out.extend_from_slice(v.as_bytes()) };
+        field(out, "request_id");
+        text(out, &self.request_id);
+        field(out, "alias");
+        text(out, &self.alias);
+        field(out, "stream");
+        out.extend_from_slice(if self.stream { b"true" } else { b"false" });
+        field(out, "status");
+        push_u64(out, u64::from(self.status));
+        for (name, v) in [("outcome", outcome), ("provider", provider), ("upstream_model", model)] {
+            field(out, name);
+            write_str(out, v);
+        }
+        field(out, "attempts_sent");
+        push_u64(out, u64::from(self.trace.sent));
+        field(out, "attempts");
+        if json {
+            let mut attempts = String::new();
+            self.trace.write_summary(&mut attempts);
+            write_str(out, &attempts);
+        } else {
+            self.trace.push_summary(out);
+        }
+        field(out, "latency_ms");
+        push_u64(out, micros / 1000);
+        out.push(b'.');
+        let frac = micros % 1000;
+        out.extend_from_slice(&[b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8]);
+        for (name, v) in [("prompt_tokens", usage.prompt_tokens), ("completion_tokens", usage.completion_tokens), ("total_tokens", usage.total_tokens)] {
+            field(out, name);
+            push_u64(out, v);
+        }
+        if json {
+            out.extend_from_slice(b",\"target\":\"switchyard::request\"}");
+        }
+        out.push(b'\n');
     }
 }
 
+/// Appends the decimal digits of `n`.
+pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC), written into `buf`.
-fn rfc3339_micros(t: SystemTime, buf: &mut [u8; 27]) -> &str {
+fn rfc3339_micros(t: SystemTime, buf: &mut [u8; 27]) -> &[u8] {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
@@ -170,19 +210,26 @@ fn rfc3339_micros(t: SystemTime, buf: &mut [u8; 27]) -> &str {
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    let _ = write!(
-        cursor,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_micros()
-    );
-    std::str::from_utf8(&buf[..]).unwrap_or("")
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u64;
+    let month = (if mp < 10 { mp + 3 } else { mp - 9 }) as u64;
+    let year = (yoe + era * 400 + i64::from(month <= 2)).clamp(0, 9999) as u64;
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for k in (0..width).rev() {
+            buf[at + k] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, rem / 3600);
+    put(14, 2, rem % 3600 / 60);
+    put(17, 2, rem % 60);
+    put(20, 6, u64::from(d.subsec_micros()));
+    for (at, sep) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (26, b'Z')] {
+        buf[at] = sep;
+    }
+    &buf[..]
 }
 
 impl Drop for RequestLog {
@@ -204,9 +251,9 @@ mod tests {
     fn timestamps_are_rfc3339_utc() {
         let mut buf = [0u8; 27];
         let t = UNIX_EPOCH + Duration::from_micros(1_795_312_421_129_663);
-        assert_eq!(rfc3339_micros(t, &mut buf), "2026-11-22T01:53:41.129663Z");
+        assert_eq!(rfc3339_micros(t, &mut buf), b"2026-11-22T01:53:41.129663Z");
         let t = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(rfc3339_micros(t, &mut buf), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(rfc3339_micros(t, &mut buf), b"2000-02-29T00:00:00.000000Z");
     }
 
     fn sample() -> RequestLog {
@@ -229,6 +276,19 @@ mod tests {
         let line = String::from_utf8(out).unwrap();
         assert!(line.starts_with("1970-01-01T00:00:00.000000Z  INFO switchyard::request: request request_id=req-1 alias=chat stream=true status=200 outcome=\"ok\" provider=\"groq\" upstream_model=\"llama\" attempts_sent=2 attempts=a/x: skipped, circuit breaker open; groq/llama \"q\": ok (12ms) latency_ms="), "{line}");
         assert!(line.ends_with(" prompt_tokens=3 completion_tokens=4 total_tokens=7\n"), "{line}");
+    }
+
+    #[test]
+    fn the_fast_summary_matches_the_display_one() {
+        let mut log = sample();
+        log.trace.attempts.push(AttemptRecord {
+            target: "b/y".into(),
+            outcome: Outcome::Failed(crate::providers::ProviderError::Connect("refused".into())),
+            duration: Duration::from_millis(3),
+        });
+        let mut fast = Vec::new();
+        log.trace.push_summary(&mut fast);
+        assert_eq!(String::from_utf8(fast).unwrap(), log.trace.summary());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use http::{HeaderValue, StatusCode, header};
 use tokio::time::{Instant, timeout_at};
 
 use super::error::ApiError;
-use super::respond::{rejected, served_headers, set_attempts};
+use super::respond::{chain_failed, rejected, served_headers};
 use super::{AppState, RequestId};
 use crate::providers::{Chunk, ProviderError, TimeoutKind, answer_format};
 use crate::router::Alias;
@@ -59,14 +59,7 @@ pub async fn messages(State(state): State<Arc<AppState>>, Extension(id): Extensi
     let mut log = RequestLog::new(id.as_str().to_owned(), alias.name.clone(), request.stream, started);
     let served = match chain::run(&alias, &request, started + alias.total, &mut log.trace).await {
         Ok(s) => s,
-        Err(e) => {
-            let err = ApiError::from_chain(&alias.name, e, &log.trace);
-            log.status = err.status.as_u16();
-            log.emit("error");
-            let mut resp = err.into_anthropic_response();
-            set_attempts(resp.headers_mut(), log.trace.sent);
-            return resp;
-        }
+        Err(e) => return chain_failed(&alias.name, e, &mut log, ApiError::into_anthropic_response),
     };
     let target = served.target;
     let native = answer_format(&*target.provider, &request) == Format::AnthropicMessages;

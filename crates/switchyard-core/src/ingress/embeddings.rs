@@ -14,7 +14,7 @@ use http::{HeaderValue, StatusCode, header};
 use tokio::time::Instant;
 
 use super::error::ApiError;
-use super::respond::{rejected, served_headers, set_attempts};
+use super::respond::{chain_failed, rejected, served_headers};
 use super::{AppState, RequestId};
 use crate::router::chain;
 use crate::telemetry::request_log::RequestLog;
@@ -38,14 +38,7 @@ pub async fn embeddings(State(state): State<Arc<AppState>>, Extension(id): Exten
     let deadline = started + alias.total;
     let served = match chain::run_embed(&alias, &request, deadline, &mut log.trace).await {
         Ok(s) => s,
-        Err(e) => {
-            let err = ApiError::from_chain(&alias.name, e, &log.trace);
-            log.status = err.status.as_u16();
-            log.emit("error");
-            let mut resp = err.into_response();
-            set_attempts(resp.headers_mut(), log.trace.sent);
-            return resp;
-        }
+        Err(e) => return chain_failed(&alias.name, e, &mut log, IntoResponse::into_response),
     };
     let target = served.target;
     log.provider = Some(target.provider_name.clone());

@@ -14,7 +14,7 @@ use http::{HeaderValue, StatusCode, header};
 use tokio::time::{Instant, timeout_at};
 
 use super::error::ApiError;
-use super::respond::{rejected, served_headers, set_attempts};
+use super::respond::{chain_failed, rejected, served_headers};
 use super::{AppState, RequestId};
 use crate::providers::{Chunk, ProviderError, TimeoutKind};
 use crate::router::chain::{self, Answer, CommittedStream};
@@ -39,14 +39,7 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, Extension(id):
     let deadline = started + alias.total;
     let served = match chain::run(&alias, &request, deadline, &mut log.trace).await {
         Ok(s) => s,
-        Err(e) => {
-            let err = ApiError::from_chain(&alias.name, e, &log.trace);
-            log.status = err.status.as_u16();
-            log.emit("error");
-            let mut resp = err.into_response();
-            set_attempts(resp.headers_mut(), log.trace.sent);
-            return resp;
-        }
+        Err(e) => return chain_failed(&alias.name, e, &mut log, IntoResponse::into_response),
     };
     let target = served.target;
     log.provider = Some(target.provider_name.clone());

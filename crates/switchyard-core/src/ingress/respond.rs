@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use super::error::ApiError;
 use super::{RequestId, X_ATTEMPTS, X_MODEL, X_PROVIDER};
 use crate::router::Target;
+use crate::router::chain::ChainError;
 use crate::telemetry::request_log::RequestLog;
 
 /// Sets `x-switchyard-attempts`.
@@ -32,5 +33,15 @@ pub fn rejected(id: &RequestId, alias: &str, err: ApiError, render: fn(ApiError)
     log.emit("rejected");
     let mut resp = render(err);
     set_attempts(resp.headers_mut(), 0);
+    resp
+}
+
+/// Logs a call whose chain produced no answer and renders its error with `render`.
+pub fn chain_failed(alias: &str, e: ChainError, log: &mut RequestLog, render: fn(ApiError) -> Response) -> Response {
+    let err = ApiError::from_chain(alias, e, &log.trace);
+    log.status = err.status.as_u16();
+    log.emit("error");
+    let mut resp = render(err);
+    set_attempts(resp.headers_mut(), log.trace.sent);
     resp
 }

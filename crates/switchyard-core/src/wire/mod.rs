@@ -7,6 +7,8 @@ pub mod gemini;
 pub mod json;
 pub mod ndjson;
 pub mod openai;
+#[cfg(test)]
+mod proptests;
 pub mod scan;
 pub mod sse;
 

@@ -680,3 +680,79 @@ async fn messages_work_with_the_built_in_mock_provider() {
     assert_eq!(stop.as_deref(), Some("end_turn"));
     assert_eq!(usage["output_tokens"], 5);
 }
+
+// ---------------------------------------------------------------------------------------------
+// /v1/messages × the other egress kinds: the Anthropic ingress works whatever answers.
+
+/// A one-target `chat` alias on `provider_toml`'s provider `p` with upstream model `model`.
+fn single(provider_toml: String, model: &str) -> String {
+    format!("{provider_toml}\n[models.chat]\ntargets = [\"p/{model}\"]\n{FAST}\n")
+}
+
+async fn messages_plain_and_streamed(gw: &TestGateway, expect_text: &str) {
+    let r = post_messages(gw, &messages_body(false)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let m = r.json();
+    assert_eq!(m["type"], "message");
+    assert_eq!(m["model"], "chat");
+    assert_eq!(m["content"][0]["type"], "text");
+    assert_eq!(m["content"][0]["text"], expect_text);
+    assert_eq!(m["stop_reason"], "end_turn");
+    assert!(m["usage"]["output_tokens"].as_u64().unwrap() > 0, "{m}");
+
+    let r = post_messages(gw, &messages_body(true)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let events = anthropic_events(&r);
+    assert_eq!(events.first().map(|e| e.0.as_str()), Some("message_start"));
+    assert_eq!(events.last().map(|e| e.0.as_str()), Some("message_stop"));
+    let (blocks, stop, usage) = accumulate(&events);
+    assert_eq!(blocks[0]["text"].as_str().unwrap().trim(), expect_text.trim());
+    assert_eq!(stop.as_deref(), Some("end_turn"));
+    assert!(usage["output_tokens"].as_u64().unwrap() > 0, "{usage}");
+}
+
+#[tokio::test]
+async fn messages_through_an_ollama_target() {
+    use switchyard_fakes::ollama::{FakeOllama, OllamaStep};
+    let fake = FakeOllama::start(vec![OllamaStep::text("Hi from llama"), OllamaStep::text("Hi from llama")]).await;
+    let gw = start(&single(format!("[providers.p]\nkind = \"ollama\"\nbase_url = \"{}\"\n", fake.base_url()), "llama3.2")).await;
+    messages_plain_and_streamed(&gw, "Hi from llama").await;
+    let sent = fake.last_request().unwrap().body;
+    assert_eq!(sent["messages"][0], json!({"role": "system", "content": "You are terse."}));
+    assert_eq!(sent["options"]["num_predict"], 256);
+}
+
+#[tokio::test]
+async fn messages_through_a_gemini_target() {
+    use switchyard_fakes::gemini::{FakeGemini, GeminiStep};
+    let fake = FakeGemini::start(vec![GeminiStep::text("Hi from Gemini"), GeminiStep::text("Hi from Gemini")]).await;
+    let toml = format!("[providers.p]\nkind = \"gemini\"\nbase_url = \"{}\"\napi_key = \"AIza-test-key-0123456789\"\n", fake.base_url());
+    let gw = start(&single(toml, "gemini-2.5-flash")).await;
+    messages_plain_and_streamed(&gw, "Hi from Gemini").await;
+}
+
+#[tokio::test]
+async fn messages_with_a_streamed_tool_call_through_a_bedrock_target() {
+    use switchyard_fakes::bedrock::{BedrockStep, FakeBedrock};
+    let fake = FakeBedrock::start(vec![
+        BedrockStep::text("Hi from Bedrock"),
+        BedrockStep::text("Hi from Bedrock"),
+        BedrockStep::ToolUse { text: None, name: "get_weather".into(), input: json!({"city": "Paris", "days": 3}) },
+    ])
+    .await;
+    let toml = format!(
+        "[providers.p]\nkind = \"bedrock\"\nregion = \"us-east-1\"\nbase_url = \"{}\"\naccess_key_id = \"AKIDEXAMPLE\"\nsecret_access_key = \"secret-example-key\"\n",
+        fake.base_url()
+    );
+    let gw = start(&single(toml, "anthropic.claude-3-5-sonnet-20240620-v1:0")).await;
+    messages_plain_and_streamed(&gw, "Hi from Bedrock").await;
+
+    let mut body = messages_body(true);
+    body["tools"] = json!([{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}]);
+    let r = post_messages(&gw, &body).await;
+    let (blocks, stop, _) = accumulate(&anthropic_events(&r));
+    let tool = blocks.iter().find(|b| b["type"] == "tool_use").unwrap_or_else(|| panic!("{blocks:?}"));
+    assert_eq!(tool["name"], "get_weather");
+    assert_eq!(tool["input"], json!({"city": "Paris", "days": 3}), "fragments reassembled");
+    assert_eq!(stop.as_deref(), Some("tool_use"));
+}

@@ -24,7 +24,7 @@ use http_body_util::Full;
 use hyper::body::{Body, Incoming};
 use serde::Deserialize;
 
-use super::http::{HttpClient, MAX_BODY, client, client_error, extra_headers, read_body, redact, upstream_status};
+use super::http::{HttpClient, MAX_BODY, client, extra_headers, read_body, send_checked, redact, upstream_status};
 use super::openai::{parse_url, secret_header};
 use super::{Call, Chunk, Completion, Kind, OptionError, Provider, ProviderError, Reply, Spec, UpstreamStatus, options};
 #[cfg(test)]
@@ -176,12 +176,7 @@ impl Provider for Anthropic {
                 Some(n) => n.body_with_model(call.upstream_model),
                 None => self.translate(&call)?,
             };
-            let resp = self.client.request(self.request(body, stream)?).await.map_err(client_error)?;
-            let (parts, body) = resp.into_parts();
-            if !parts.status.is_success() {
-                let bytes = read_body(body, call.timeouts.idle, 1024 * 1024).await.unwrap_or_default();
-                return Err(ProviderError::Status(upstream_status(parts.status, &parts.headers, &bytes, &self.secrets())));
-            }
+            let (parts, body) = send_checked(&self.client, self.request(body, stream)?, call.timeouts.idle, |status, headers, bytes| upstream_status(status, headers, bytes, &self.secrets())).await?;
             let is_json = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
             if stream && !is_json {
                 let mode = match native {

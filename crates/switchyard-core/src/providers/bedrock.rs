@@ -32,7 +32,7 @@ use http_body_util::Full;
 use hyper::body::{Body, Incoming};
 use serde::Deserialize;
 
-use super::http::{HttpClient, MAX_BODY, client, client_error, extra_headers, read_body, redact, upstream_status};
+use super::http::{HttpClient, MAX_BODY, client, extra_headers, read_body, send_checked, redact, upstream_status};
 use super::{Call, Chunk, Completion, Kind, OptionError, Provider, ProviderError, Reply, Spec, UpstreamStatus, options};
 use crate::wire::bedrock::stream::{OutChunk, StreamError, StreamTranslator};
 use crate::wire::bedrock::{AnswerMeta, TranslateError, completion, to_converse};
@@ -322,12 +322,7 @@ impl Provider for Bedrock {
             let stream = call.request.stream;
             let body = self.translate(&call)?;
             let req = self.request(call.upstream_model, stream, body)?;
-            let resp = self.client.request(req).await.map_err(client_error)?;
-            let (parts, body) = resp.into_parts();
-            if !parts.status.is_success() {
-                let bytes = read_body(body, call.timeouts.idle, 1024 * 1024).await.unwrap_or_default();
-                return Err(ProviderError::Status(error_status(&self.secrets(), parts.status, &parts.headers, &bytes)));
-            }
+            let (parts, body) = send_checked(&self.client, req, call.timeouts.idle, |status, headers, bytes| error_status(&self.secrets(), status, headers, bytes)).await?;
             let meta = answer_meta(call.alias);
             if stream {
                 let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");

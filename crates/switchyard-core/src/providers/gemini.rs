@@ -21,7 +21,7 @@ use http_body_util::Full;
 use hyper::body::{Body, Incoming};
 use serde::{Deserialize, Serialize};
 
-use super::http::{HttpClient, MAX_BODY, client, client_error, extra_headers, read_body, redact, upstream_status};
+use super::http::{HttpClient, MAX_BODY, client, extra_headers, read_body, send_checked, redact, upstream_status};
 use super::{
     Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, Provider, ProviderError, Reply, Spec, UpstreamStatus, Usage,
     options,
@@ -107,12 +107,7 @@ impl Provider for Gemini {
             let stream = call.request.stream;
             let body = self.translate(&call)?;
             let req = self.request(call.upstream_model, stream, body)?;
-            let resp = self.client.request(req).await.map_err(client_error)?;
-            let (parts, body) = resp.into_parts();
-            if !parts.status.is_success() {
-                let bytes = read_body(body, call.timeouts.idle, 1024 * 1024).await.unwrap_or_default();
-                return Err(ProviderError::Status(self.error_status(parts.status, &parts.headers, &bytes)));
-            }
+            let (parts, body) = send_checked(&self.client, req, call.timeouts.idle, |status, headers, bytes| self.error_status(status, headers, bytes)).await?;
             let meta = answer_meta(call.alias);
             if stream {
                 if is_json(&parts.headers) {
@@ -151,12 +146,7 @@ impl Provider for Gemini {
             let req = req
                 .body(Full::new(Bytes::from(body.to_string())))
                 .map_err(|e| ProviderError::Protocol(format!("building the request: {e}")))?;
-            let resp = self.client.request(req).await.map_err(client_error)?;
-            let (parts, body) = resp.into_parts();
-            if !parts.status.is_success() {
-                let bytes = read_body(body, call.timeouts.idle, 1024 * 1024).await.unwrap_or_default();
-                return Err(ProviderError::Status(self.error_status(parts.status, &parts.headers, &bytes)));
-            }
+            let (_, body) = send_checked(&self.client, req, call.timeouts.idle, |status, headers, bytes| self.error_status(status, headers, bytes)).await?;
             let bytes = read_body(body, call.timeouts.idle, MAX_BODY).await?;
             from_gemini_embed(&bytes, call.alias, &fields, batch)
         })

@@ -94,6 +94,24 @@ pub fn client_error(e: hyper_util::client::legacy::Error) -> ProviderError {
     ProviderError::Connect(msg)
 }
 
+/// Sends `req` on `client`. A non-2xx answer becomes [`ProviderError::Status`], built by
+/// `on_error` from its status, headers and (at most 1 MiB of) body; a 2xx answer is returned
+/// for the adapter to read.
+pub async fn send_checked(
+    client: &HttpClient,
+    req: http::Request<Full<Bytes>>,
+    idle: Duration,
+    on_error: impl FnOnce(StatusCode, &HeaderMap, &[u8]) -> UpstreamStatus,
+) -> Result<(http::response::Parts, Incoming), ProviderError> {
+    let resp = client.request(req).await.map_err(client_error)?;
+    let (parts, body) = resp.into_parts();
+    if !parts.status.is_success() {
+        let bytes = read_body(body, idle, 1024 * 1024).await.unwrap_or_default();
+        return Err(ProviderError::Status(on_error(parts.status, &parts.headers, &bytes)));
+    }
+    Ok((parts, body))
+}
+
 /// Reads a whole body, failing if any gap between frames exceeds `idle`.
 pub async fn read_body(mut body: Incoming, idle: Duration, limit: usize) -> Result<Bytes, ProviderError> {
     let mut buf = BytesMut::new();

@@ -23,7 +23,7 @@ use hyper::body::{Body, Incoming};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::http::{HttpClient, MAX_BODY, client, client_error, extra_headers, read_body, upstream_status};
+use super::http::{HttpClient, MAX_BODY, client, extra_headers, read_body, send_checked, upstream_status};
 use super::openai::{parse_url, secret_header};
 use super::{
     Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, Provider, ProviderError, Reply, Spec, UpstreamStatus, Usage,
@@ -109,13 +109,8 @@ impl Provider for Ollama {
             let http_req = http_req
                 .body(Full::new(Bytes::from(body.to_string())))
                 .map_err(|e| ProviderError::Protocol(format!("building the request: {e}")))?;
-            let resp = self.client.request(http_req).await.map_err(client_error)?;
-            let (parts, body) = resp.into_parts();
-            if !parts.status.is_success() {
-                let bytes = read_body(body, call.timeouts.idle, 1024 * 1024).await.unwrap_or_default();
-                let secrets: Vec<&str> = self.secret.as_deref().into_iter().collect();
-                return Err(ProviderError::Status(upstream_status(parts.status, &parts.headers, &bytes, &secrets)));
-            }
+            let secrets: Vec<&str> = self.secret.as_deref().into_iter().collect();
+            let (_, body) = send_checked(&self.client, http_req, call.timeouts.idle, |status, headers, bytes| upstream_status(status, headers, bytes, &secrets)).await?;
             let meta = Meta::new(call.alias);
             if call.request.stream {
                 return Ok(Reply::Stream(Box::pin(NdjsonChunks::new(body, meta, call.request.include_usage))));
@@ -145,13 +140,8 @@ impl Provider for Ollama {
             let http_req = http_req
                 .body(Full::new(Bytes::from(body.to_string())))
                 .map_err(|e| ProviderError::Protocol(format!("building the request: {e}")))?;
-            let resp = self.client.request(http_req).await.map_err(client_error)?;
-            let (parts, body) = resp.into_parts();
-            if !parts.status.is_success() {
-                let bytes = read_body(body, call.timeouts.idle, 1024 * 1024).await.unwrap_or_default();
-                let secrets: Vec<&str> = self.secret.as_deref().into_iter().collect();
-                return Err(ProviderError::Status(upstream_status(parts.status, &parts.headers, &bytes, &secrets)));
-            }
+            let secrets: Vec<&str> = self.secret.as_deref().into_iter().collect();
+            let (_, body) = send_checked(&self.client, http_req, call.timeouts.idle, |status, headers, bytes| upstream_status(status, headers, bytes, &secrets)).await?;
             let bytes = read_body(body, call.timeouts.idle, MAX_BODY).await?;
             from_ollama_embed(&bytes, call.alias, &fields)
         })

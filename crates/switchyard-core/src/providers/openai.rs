@@ -19,7 +19,7 @@ use http_body_util::Full;
 use hyper::body::{Body, Incoming};
 use serde::Deserialize;
 
-use super::http::{HttpClient, MAX_BODY, client, client_error, extra_headers, read_body, upstream_status};
+use super::http::{HttpClient, MAX_BODY, client, extra_headers, read_body, send_checked, upstream_status};
 use super::{Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, Provider, ProviderError, Reply, Spec, options};
 use crate::wire::openai::embeddings::{EmbedNormalizeError, normalize_list};
 use crate::wire::openai::{NormalizeError, normalize_chunk, normalize_completion};
@@ -216,13 +216,8 @@ impl Provider for OpenAi {
             let req = req
                 .body(Full::new(body))
                 .map_err(|e| ProviderError::Protocol(format!("building the request: {e}")))?;
-            let resp = self.client.request(req).await.map_err(client_error)?;
-            let (parts, body) = resp.into_parts();
-            if !parts.status.is_success() {
-                let bytes = read_body(body, call.timeouts.idle, 1024 * 1024).await.unwrap_or_default();
-                let secrets: Vec<&str> = self.secret.as_deref().into_iter().collect();
-                return Err(ProviderError::Status(upstream_status(parts.status, &parts.headers, &bytes, &secrets)));
-            }
+            let secrets: Vec<&str> = self.secret.as_deref().into_iter().collect();
+            let (parts, body) = send_checked(&self.client, req, call.timeouts.idle, |status, headers, bytes| upstream_status(status, headers, bytes, &secrets)).await?;
             if stream {
                 let is_json = parts
                     .headers
@@ -265,13 +260,8 @@ impl Provider for OpenAi {
                 req = req.header(k, v);
             }
             let req = req.body(Full::new(body)).map_err(|e| ProviderError::Protocol(format!("building the request: {e}")))?;
-            let resp = self.client.request(req).await.map_err(client_error)?;
-            let (parts, body) = resp.into_parts();
             let secrets: Vec<&str> = self.secret.as_deref().into_iter().collect();
-            if !parts.status.is_success() {
-                let bytes = read_body(body, call.timeouts.idle, 1024 * 1024).await.unwrap_or_default();
-                return Err(ProviderError::Status(upstream_status(parts.status, &parts.headers, &bytes, &secrets)));
-            }
+            let (_, body) = send_checked(&self.client, req, call.timeouts.idle, |status, headers, bytes| upstream_status(status, headers, bytes, &secrets)).await?;
             let bytes = read_body(body, call.timeouts.idle, MAX_BODY).await?;
             let (body, usage) = normalize_list(&bytes, call.alias, call.request.body.len()).map_err(|e| match e {
                 EmbedNormalizeError::Invalid(m) => ProviderError::Protocol(m),

@@ -117,18 +117,27 @@ async fn serve(path: Option<std::path::PathBuf>, listen: Option<std::net::Socket
 }
 
 /// glibc keeps the memory a burst of load freed in its per-thread arenas, so a gateway's RSS
-/// would stay at its peak after load. Every few seconds, hand free pages back to the kernel
-/// (`malloc_trim` releases free pages anywhere in the heaps, not only at their tops). It takes
-/// well under a millisecond on a gateway-sized heap and runs on its own thread.
+/// would stay at its peak after load. Once the gateway has been idle for a second (no request
+/// arrived), hand the free pages back to the kernel (`malloc_trim` releases free pages anywhere in
+/// the heaps, not only at their tops). Never under load: trimming takes the arenas' locks.
 fn spawn_memory_trimmer() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let _ = std::thread::Builder::new().name("switchyard-trim".into()).spawn(|| {
+            let mut last = switchyard_core::telemetry::requests_seen();
+            let mut trimmed = true;
             loop {
-                std::thread::sleep(Duration::from_secs(5));
-                // SAFETY: malloc_trim has no preconditions; it only walks glibc's own arenas.
-                unsafe {
-                    libc::malloc_trim(0);
+                std::thread::sleep(Duration::from_secs(1));
+                let now = switchyard_core::telemetry::requests_seen();
+                if now != last {
+                    last = now;
+                    trimmed = false;
+                } else if !trimmed {
+                    trimmed = true;
+                    // SAFETY: malloc_trim has no preconditions; it only walks glibc's own arenas.
+                    unsafe {
+                        libc::malloc_trim(0);
+                    }
                 }
             }
         });

@@ -40,6 +40,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        crate::telemetry::note_request();
         let id = req
             .headers()
             .get(&X_REQUEST_ID)

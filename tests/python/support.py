@@ -49,3 +49,14 @@ def stop_all(procs: list) -> None:
             p.wait(timeout=10)
         except subprocess.TimeoutExpired:
             p.kill()
+
+
+def start_gateway(procs: list, binary: str, config_path) -> str:
+    """Starts `switchyard serve` on a free port with `config_path`, appends the process to
+    `procs` and returns its `http://127.0.0.1:PORT` once `/health` answers."""
+    port = free_port()
+    procs.append(subprocess.Popen([binary, "serve", "--config", str(config_path), "--listen", f"127.0.0.1:{port}"],
+                                  stdout=sys.stderr, stderr=sys.stderr))
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/health")
+    return base

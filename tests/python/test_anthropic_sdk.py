@@ -15,7 +15,7 @@ import sys
 import anthropic
 import pytest
 
-from support import free_port, wait_http
+from support import start_gateway, stop_all
 
 SWITCHYARD_BIN = os.environ.get("SWITCHYARD_BIN", "target/debug/switchyard")
 FAKE_BIN = os.environ.get("FAKE_UPSTREAM_BIN", "target/debug/switchyard-fake-upstream")
@@ -82,19 +82,9 @@ targets = ["healthy/gpt-4o-mini"]
 [models.limited]
 targets = ["limited/any"]
 """)
-        port = free_port()
-        procs.append(subprocess.Popen([SWITCHYARD_BIN, "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
-                                      stdout=sys.stderr, stderr=sys.stderr))
-        wait_http(f"http://127.0.0.1:{port}/health")
-        yield f"http://127.0.0.1:{port}"
+        yield start_gateway(procs, SWITCHYARD_BIN, config) + ""
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import sys
 import openai
 import pytest
 
-from support import free_port, wait_http
+from support import start_gateway, stop_all
 
 SWITCHYARD_BIN = os.environ.get("SWITCHYARD_BIN", "target/debug/switchyard")
 FAKE_GEMINI_BIN = os.environ.get("FAKE_GEMINI_BIN", "target/debug/switchyard-fake-gemini")
@@ -57,19 +57,9 @@ api_key = "{GEMINI_KEY}"
 [models.chat]
 targets = ["gemini/gemini-2.5-flash"]
 """)
-        port = free_port()
-        procs.append(subprocess.Popen([SWITCHYARD_BIN, "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
-                                      stdout=sys.stderr, stderr=sys.stderr))
-        wait_http(f"http://127.0.0.1:{port}/health")
-        yield f"http://127.0.0.1:{port}/v1"
+        yield start_gateway(procs, SWITCHYARD_BIN, config) + "/v1"
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
 
 
 @pytest.fixture

@@ -5,13 +5,11 @@ caller sees OpenAI's shapes whatever answers: plain, streamed and tool-calling c
 
 import json
 import os
-import subprocess
-import sys
 
 import openai
 import pytest
 
-from support import free_port, start_fake, stop_all, wait_http
+from support import start_fake, start_gateway, stop_all
 
 SWITCHYARD_BIN = os.environ.get("SWITCHYARD_BIN", "target/debug/switchyard")
 FAKE_ANTHROPIC_BIN = os.environ.get("FAKE_ANTHROPIC_BIN", "target/debug/switchyard-fake-anthropic")
@@ -53,11 +51,7 @@ targets = ["claude/claude-sonnet-4-5"]
 [models.local]
 targets = ["local/llama3.2"]
 """)
-        port = free_port()
-        procs.append(subprocess.Popen([SWITCHYARD_BIN, "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
-                                      stdout=sys.stderr, stderr=sys.stderr))
-        wait_http(f"http://127.0.0.1:{port}/health")
-        yield f"http://127.0.0.1:{port}/v1"
+        yield start_gateway(procs, SWITCHYARD_BIN, config) + "/v1"
     finally:
         stop_all(procs)
 

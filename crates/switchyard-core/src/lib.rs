@@ -19,11 +19,13 @@
 //! # Ok(()) }
 //! ```
 
+pub mod catalog;
 pub mod config;
 pub mod ingress;
 pub mod providers;
 pub mod router;
 pub mod telemetry;
+pub mod tokens;
 pub mod wire;
 
 use std::future::Future;

@@ -7,6 +7,7 @@
 pub mod default;
 pub mod duration;
 pub mod env;
+pub mod routing;
 pub mod settings;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use duration::Dur;
+pub use routing::{
+    AliasRouting, Capabilities, Exhausted, HedgeDelay, HedgeSettings, OneOrMany, Price, RoutingSettings, Rule,
+    StrategyKind, StreamPolicy, TargetRouting,
+};
 pub use settings::{
     BreakerOverride, BreakerSettings, Overrides, Resilience, RetryOverride, RetrySettings,
     TimeoutOverride, TimeoutSettings,
@@ -33,6 +38,10 @@ pub struct Config {
     pub defaults: Resilience,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
+    /// `[routing]`.
+    pub routing: RoutingSettings,
+    /// `[[rules]]`, in order.
+    pub rules: Vec<Rule>,
 }
 
 /// `[server]`.
@@ -77,6 +86,7 @@ pub struct ModelConfig {
     /// Defaults layered with this alias's overrides: `retry.max_attempts` and `timeouts.total`
     /// of the alias come from here.
     pub settings: Resilience,
+    pub routing: AliasRouting,
 }
 
 /// One `provider/upstream-model` entry of a chain, with its resolved settings
@@ -86,6 +96,7 @@ pub struct TargetConfig {
     pub provider: String,
     pub model: String,
     pub settings: Resilience,
+    pub routing: TargetRouting,
 }
 
 impl TargetConfig {
@@ -139,6 +150,10 @@ struct RawConfig {
     providers: BTreeMap<String, toml::Table>,
     #[serde(default)]
     models: BTreeMap<String, RawModel>,
+    #[serde(default)]
+    routing: routing::RawRouting,
+    #[serde(default)]
+    rules: Vec<Rule>,
 }
 
 #[derive(Deserialize, Default)]
@@ -153,7 +168,23 @@ struct RawServer {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawModel {
-    targets: Vec<String>,
+    targets: Vec<routing::RawTarget>,
+    #[serde(default)]
+    strategy: Option<StrategyKind>,
+    #[serde(default)]
+    fallback: Option<String>,
+    #[serde(default)]
+    context_fallback: Option<String>,
+    #[serde(default)]
+    max_cost: Option<f64>,
+    #[serde(default)]
+    hedge: Option<routing::RawHedge>,
+    #[serde(default)]
+    stream: Option<routing::RawStream>,
+    #[serde(default)]
+    refusal_fallback: Option<bool>,
+    #[serde(default)]
+    on_exhausted: Option<routing::RawExhausted>,
     #[serde(default)]
     retry: RetryOverride,
     #[serde(default)]
@@ -357,6 +388,7 @@ fn build(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         if rm.targets.is_empty() {
             return Err(cx.err(format!("{prefix}.targets"), "the chain is empty", "list at least one \"provider/upstream-model\""));
         }
+        let alias_routing = routing::alias_routing(cx, &prefix, &rm)?;
         let overrides = Overrides { retry: rm.retry, breaker: rm.breaker, timeouts: rm.timeouts };
         if overrides.timeouts.connect.is_some() {
             return Err(cx.err(
@@ -368,7 +400,8 @@ fn build(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
         let settings = defaults.with(&overrides);
         check_settings(cx, &prefix, &settings)?;
         let mut targets = Vec::with_capacity(rm.targets.len());
-        for (i, spec) in rm.targets.iter().enumerate() {
+        for (i, raw_target) in rm.targets.iter().enumerate() {
+            let spec = raw_target.spec();
             let key = format!("{prefix}.targets[{i}]");
             let (pname, model) = spec.split_once('/').filter(|(p, m)| !p.is_empty() && !m.is_empty()).ok_or_else(|| {
                 cx.err(&key, format!("\"{spec}\" is not of the form \"provider/upstream-model\""), "write the provider's name, a slash, then the model name the provider expects")
@@ -399,12 +432,16 @@ fn build(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             } else {
                 breakers.insert(id, (alias.clone(), resolved.breaker.clone()));
             }
-            targets.push(TargetConfig { provider: pname.to_owned(), model: model.to_owned(), settings: resolved });
+            let target_routing = routing::target_routing(cx, &key, raw_target, &provider.kind, model)?;
+            targets.push(TargetConfig { provider: pname.to_owned(), model: model.to_owned(), settings: resolved, routing: target_routing });
         }
-        models.insert(alias.clone(), ModelConfig { name: alias, targets, overrides, settings });
+        models.insert(alias.clone(), ModelConfig { name: alias, targets, overrides, settings, routing: alias_routing });
     }
+    routing::check_alias_references(cx, &models)?;
+    let routing_settings = routing::routing_settings(cx, &raw.routing)?;
+    routing::check_rules(cx, &raw.rules, &models)?;
 
-    Ok(Config { origin: cx.origin.to_owned(), server, defaults, providers, models })
+    Ok(Config { origin: cx.origin.to_owned(), server, defaults, providers, models, routing: routing_settings, rules: raw.rules })
 }
 
 /// `retry.max_attempts` and `timeouts.total` bound a whole call across providers, so a

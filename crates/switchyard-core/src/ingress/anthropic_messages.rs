@@ -26,7 +26,9 @@ use super::respond::{chain_failed, rejected, served_headers};
 use super::{AppState, RequestId};
 use crate::providers::{Chunk, ProviderError, TimeoutKind, answer_format};
 use crate::router::Alias;
+use super::route::route;
 use crate::router::chain::{self, Answer, CommittedStream};
+use crate::router::plan::plan;
 use crate::telemetry::request_log::RequestLog;
 use crate::wire::Format;
 use crate::wire::anthropic::types::{ErrorResponse, MessagesRequest, sse_frame};
@@ -34,8 +36,9 @@ use crate::wire::anthropic::{self as wire, ToAnthropic};
 use crate::wire::openai::types::{ChatCompletion, ChatCompletionChunk};
 use crate::wire::openai::{ChatRequest, NativeBody, RequestError};
 
-pub async fn messages(State(state): State<Arc<AppState>>, Extension(id): Extension<RequestId>, body: Body) -> Response {
+pub async fn messages(State(state): State<Arc<AppState>>, Extension(id): Extension<RequestId>, req: axum::extract::Request) -> Response {
     let started = Instant::now();
+    let (parts, body) = req.into_parts();
     let limit = state.config.server.max_body_bytes;
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
@@ -49,17 +52,25 @@ pub async fn messages(State(state): State<Arc<AppState>>, Extension(id): Extensi
         Ok(t) => t,
         Err(e) => return reject(&id, "-", ApiError::bad_request(e)),
     };
-    let Some(alias) = state.routes.alias(&typed.model).cloned() else {
-        return reject(&id, &typed.model, ApiError::model_not_found(&typed.model));
+    let alias = match route(&state, &parts.headers, &typed.model, None) {
+        Ok(r) => r.alias,
+        Err(e) => return reject(&id, &typed.model, e),
     };
     let request = match canonical(&typed, native, &alias) {
         Ok(r) => r,
         Err(e) => return reject(&id, &typed.model, ApiError::bad_request(e)),
     };
+    // Rules on `user` / `metadata` read the canonical request: route again with it.
+    let mut routed = match route(&state, &parts.headers, &typed.model, Some(&request)) {
+        Ok(r) => r,
+        Err(e) => return reject(&id, &typed.model, e),
+    };
+    let alias = routed.alias.clone();
+    let plan = plan(&alias, &mut routed.features, routed.opts);
     let mut log = RequestLog::new(id.as_str().to_owned(), alias.name.clone(), request.stream, started);
-    let served = match chain::run(&alias, &request, started + alias.total, &mut log.trace).await {
+    let served = match chain::run(&alias, &plan, &request, started + alias.total, &mut log.trace).await {
         Ok(s) => s,
-        Err(e) => return chain_failed(&alias.name, e, &mut log, ApiError::into_anthropic_response),
+        Err(e) => return chain_failed(&alias, e, &mut log, ApiError::into_anthropic_response),
     };
     let target = served.target;
     let native = answer_format(&*target.provider, &request) == Format::AnthropicMessages;

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
@@ -16,12 +15,15 @@ use tokio::time::Instant;
 use super::error::ApiError;
 use super::respond::{chain_failed, rejected, served_headers};
 use super::{AppState, RequestId};
+use super::route::route;
 use crate::router::chain;
+use crate::router::plan::plan;
 use crate::telemetry::request_log::RequestLog;
 use crate::wire::openai::embeddings::EmbedRequest;
 
-pub async fn embeddings(State(state): State<Arc<AppState>>, Extension(id): Extension<RequestId>, body: Body) -> Response {
+pub async fn embeddings(State(state): State<Arc<AppState>>, Extension(id): Extension<RequestId>, req: axum::extract::Request) -> Response {
     let started = Instant::now();
+    let (parts, body) = req.into_parts();
     let limit = state.config.server.max_body_bytes;
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
@@ -31,14 +33,17 @@ pub async fn embeddings(State(state): State<Arc<AppState>>, Extension(id): Exten
         Ok(r) => r,
         Err(e) => return reject(&id, "-", ApiError::bad_request(e)),
     };
-    let Some(alias) = state.routes.alias(&request.model).cloned() else {
-        return reject(&id, &request.model, ApiError::model_not_found(&request.model));
+    let mut routed = match route(&state, &parts.headers, &request.model, None) {
+        Ok(r) => r,
+        Err(e) => return reject(&id, &request.model, e),
     };
+    let alias = routed.alias.clone();
+    let plan = plan(&alias, &mut routed.features, routed.opts);
     let mut log = RequestLog::new(id.as_str().to_owned(), alias.name.clone(), false, started);
     let deadline = started + alias.total;
-    let served = match chain::run_embed(&alias, &request, deadline, &mut log.trace).await {
+    let served = match chain::run_embed(&alias, &plan, &request, deadline, &mut log.trace).await {
         Ok(s) => s,
-        Err(e) => return chain_failed(&alias.name, e, &mut log, IntoResponse::into_response),
+        Err(e) => return chain_failed(&alias, e, &mut log, IntoResponse::into_response),
     };
     let target = served.target;
     log.provider = Some(target.provider_name.clone());

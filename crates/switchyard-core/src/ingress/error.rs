@@ -10,7 +10,9 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::providers::{ProviderError, TimeoutKind};
-use crate::router::chain::{ChainError, Trace};
+use crate::config::Exhausted;
+use crate::router::Alias;
+use crate::router::chain::{ChainError, Outcome, Trace};
 use crate::wire::openai::RequestError;
 
 #[derive(Clone, Debug)]
@@ -80,6 +82,14 @@ impl ApiError {
         }
     }
 
+    /// A `x-switchyard-*` request header with a value the gateway cannot use.
+    pub fn invalid_header(name: &'static str, message: String) -> Self {
+        ApiError {
+            param: Some(name.into()),
+            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", Some("invalid_header"), format!("Header {name}: {message}"))
+        }
+    }
+
     pub fn model_not_found(model: &str) -> Self {
         ApiError {
             param: Some("model".into()),
@@ -102,7 +112,20 @@ impl ApiError {
     }
 
     /// The error for a call whose chain did not produce an answer.
-    pub fn from_chain(alias: &str, err: ChainError, trace: &Trace) -> Self {
+    pub fn from_chain(alias: &Alias, err: ChainError, trace: &Trace) -> Self {
+        let mut e = Self::from_chain_error(&alias.name, err, trace);
+        if let Exhausted::Unavailable { retry_after } = alias.routing.on_exhausted {
+            if e.status.is_server_error() || e.status == StatusCode::TOO_MANY_REQUESTS {
+                e.status = StatusCode::SERVICE_UNAVAILABLE;
+                e.error_type = Cow::Borrowed("server_error");
+                e.code = Some(Cow::Borrowed("no_available_targets"));
+                e.retry_after = Some(retry_after.as_secs_f64().ceil().max(1.0) as u64);
+            }
+        }
+        e
+    }
+
+    fn from_chain_error(alias: &str, err: ChainError, trace: &Trace) -> Self {
         let (last, retry_at) = match err {
             ChainError::Caller(s) => {
                 return ApiError {
@@ -117,6 +140,14 @@ impl ApiError {
             ChainError::Exhausted { last, retry_at } => (last, retry_at),
         };
         let summary = trace.summary();
+        if last.is_none() && !trace.attempts.is_empty() && trace.attempts.iter().all(|a| matches!(a.outcome, Outcome::Filtered(_))) {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("unsupported_by_targets"),
+                format!("No target of model `{alias}` can serve this request: {summary}"),
+            );
+        }
         let Some(last) = last else {
             let secs = retry_at.map_or(1, |t| t.saturating_duration_since(Instant::now()).as_secs_f64().ceil().max(1.0) as u64);
             return ApiError {
@@ -144,6 +175,7 @@ impl ApiError {
             }
             ProviderError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "server_error", "upstream_timeout"),
             ProviderError::Unsupported(_) => (StatusCode::BAD_REQUEST, "invalid_request_error", "unsupported_by_targets"),
+            ProviderError::Refused(_) => (StatusCode::BAD_REQUEST, "invalid_request_error", "content_filter"),
             _ => (StatusCode::BAD_GATEWAY, "server_error", "upstream_error"),
         };
         ApiError { retry_after, ..ApiError::new(status, error_type, Some(code), message) }

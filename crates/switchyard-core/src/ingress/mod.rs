@@ -8,6 +8,7 @@ pub mod models;
 pub mod openai_chat;
 pub mod request_id;
 pub mod respond;
+pub mod route;
 
 use std::future::Future;
 use std::sync::Arc;

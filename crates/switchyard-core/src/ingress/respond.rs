@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::error::ApiError;
 use super::{RequestId, X_ATTEMPTS, X_MODEL, X_PROVIDER};
-use crate::router::Target;
+use crate::router::{Alias, Target};
 use crate::router::chain::ChainError;
 use crate::telemetry::request_log::RequestLog;
 
@@ -37,7 +37,7 @@ pub fn rejected(id: &RequestId, alias: &str, err: ApiError, render: fn(ApiError)
 }
 
 /// Logs a call whose chain produced no answer and renders its error with `render`.
-pub fn chain_failed(alias: &str, e: ChainError, log: &mut RequestLog, render: fn(ApiError) -> Response) -> Response {
+pub fn chain_failed(alias: &Alias, e: ChainError, log: &mut RequestLog, render: fn(ApiError) -> Response) -> Response {
     let err = ApiError::from_chain(alias, e, &log.trace);
     log.status = err.status.as_u16();
     log.emit("error");

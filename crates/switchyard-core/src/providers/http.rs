@@ -105,6 +105,7 @@ pub async fn send_checked(
 ) -> Result<(http::response::Parts, Incoming), ProviderError> {
     let resp = client.request(req).await.map_err(client_error)?;
     let (parts, body) = resp.into_parts();
+    crate::router::stats::observe_response(&parts.headers);
     if !parts.status.is_success() {
         let bytes = read_body(body, idle, 1024 * 1024).await.unwrap_or_default();
         return Err(ProviderError::Status(on_error(parts.status, &parts.headers, &bytes)));

@@ -135,6 +135,9 @@ pub enum ProviderError {
     /// target may. Adapters return it before sending anything, so it is not counted as an
     /// upstream attempt.
     Unsupported(String),
+    /// The provider refused to answer (a content-filter finish or a content-policy error);
+    /// with `refusal_fallback` the chain moves on.
+    Refused(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +170,20 @@ impl ProviderError {
         }
     }
 
+    /// A content-policy refusal: [`ProviderError::Refused`], or an error status whose code
+    /// says the content was filtered (OpenAI's and Azure's `content_policy_violation` /
+    /// `content_filter`).
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            ProviderError::Refused(_) => true,
+            ProviderError::Status(s) => {
+                matches!(s.code.as_deref(), Some("content_policy_violation" | "content_filter" | "content_filtered"))
+                    || matches!(s.error_type.as_deref(), Some("content_policy_violation"))
+            }
+            _ => false,
+        }
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self {
             ProviderError::Status(s) => Some(s.status),
@@ -192,6 +209,7 @@ impl fmt::Display for ProviderError {
             ProviderError::Protocol(m) => write!(f, "invalid upstream response: {m}"),
             ProviderError::Stream(m) => write!(f, "stream failed: {m}"),
             ProviderError::Unsupported(m) => write!(f, "cannot serve this request: {m}"),
+            ProviderError::Refused(m) => write!(f, "refused: {m}"),
         }
     }
 }

@@ -1,17 +1,24 @@
-//! Routing: aliases mapped to ordered chains of targets, each target with its retry policy,
-//! timeouts and a circuit breaker shared by every request in the process.
+//! Routing: aliases mapped to pools of targets ordered per request by a strategy and chained
+//! to fallback aliases ([`plan`]), each target with its retry policy, timeouts, a circuit
+//! breaker and live statistics shared by every request in the process ([`chain`] runs the plan).
 
 pub mod breaker;
 pub mod chain;
+pub mod plan;
 pub mod retry;
+pub mod rules;
+pub mod stats;
+pub mod strategy;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use crate::config::{Config, ConfigError, RetrySettings, TimeoutSettings};
+use crate::config::{AliasRouting, Config, ConfigError, Exhausted, ProviderConfig, RetrySettings, Rule, TargetRouting, TimeoutSettings};
 use crate::providers::{self, Provider};
 pub use breaker::Breaker;
+pub use stats::TargetStats;
 
 /// One `provider/upstream-model` of a chain.
 pub struct Target {
@@ -24,8 +31,12 @@ pub struct Target {
     pub model_header: http::HeaderValue,
     pub provider: Arc<dyn Provider>,
     pub breaker: Arc<Breaker>,
+    /// Live statistics, shared by every alias listing this `provider/model`.
+    pub stats: Arc<TargetStats>,
     pub retry: RetrySettings,
     pub timeouts: TimeoutSettings,
+    /// Weight, price and capabilities.
+    pub routing: TargetRouting,
 }
 
 /// A model alias and its chain.
@@ -36,12 +47,24 @@ pub struct Alias {
     pub max_attempts: u32,
     /// Whole-call deadline.
     pub total: Duration,
+    pub routing: AliasRouting,
+    /// The alias tried after this one's targets (`fallback`).
+    pub fallback: Option<Arc<Alias>>,
+    /// The alias tried when no target's context window fits (`context_fallback`).
+    pub context_fallback: Option<Arc<Alias>>,
+    /// The answer of last resort (`on_exhausted = { action = "static" }`).
+    pub catch_all: Option<Target>,
+    /// Round-robin position.
+    pub cursor: AtomicUsize,
 }
 
 impl Alias {
-    /// At least one target is not behind an open breaker.
+    /// At least one target (here or in a fallback alias) is not behind an open breaker and
+    /// not marked unhealthy by the active checks, or a static catch-all answers.
     pub fn is_ready(&self) -> bool {
-        self.targets.iter().any(|t| t.breaker.is_usable())
+        self.catch_all.is_some()
+            || self.targets.iter().any(|t| t.breaker.is_usable() && t.stats.health() != stats::Health::Unhealthy)
+            || self.fallback.as_ref().is_some_and(|f| f.is_ready())
     }
 }
 
@@ -51,9 +74,34 @@ pub struct Routes {
     /// Alias names in order, for `/v1/models`.
     pub alias_names: Vec<Arc<str>>,
     pub providers: BTreeMap<String, Arc<dyn Provider>>,
+    /// Every `provider/model` target's stats, by label, for `/admin/providers`.
+    pub stats: BTreeMap<String, Arc<TargetStats>>,
+    pub rules: Vec<Rule>,
 }
 
 /// A header value for a name; names with bytes a header cannot carry are percent-encoded.
+/// The static answer's target: a mock provider with the fixed reply, outside every breaker.
+fn catch_all(config: &Config, on_exhausted: &Exhausted) -> Option<Target> {
+    let Exhausted::Static { content } = on_exhausted else { return None };
+    let mut options = toml::Table::new();
+    options.insert("reply".into(), toml::Value::String(content.clone()));
+    let pc = ProviderConfig { name: "static".into(), kind: "mock".into(), options, overrides: Default::default() };
+    let provider = providers::build(&pc, Duration::from_secs(1)).ok()?;
+    Some(Target {
+        provider_name: "static".into(),
+        model: "on_exhausted".into(),
+        label: "static/on_exhausted".into(),
+        provider_header: http::HeaderValue::from_static("static"),
+        model_header: http::HeaderValue::from_static("on_exhausted"),
+        provider,
+        breaker: Arc::new(Breaker::new(Default::default())),
+        stats: Arc::new(TargetStats::new(config.routing.window, config.routing.latency_alpha)),
+        retry: config.defaults.retry.clone(),
+        timeouts: config.defaults.timeouts.clone(),
+        routing: TargetRouting { weight: 1, price: Some(crate::config::Price { input: 0.0, output: 0.0 }), caps: Default::default() },
+    })
+}
+
 fn header_value(s: &str) -> http::HeaderValue {
     http::HeaderValue::from_str(s).unwrap_or_else(|_| {
         let encoded: String = s
@@ -79,43 +127,67 @@ impl Routes {
             providers.insert(name.clone(), p);
         }
         let mut breakers: HashMap<(String, String), Arc<Breaker>> = HashMap::new();
-        let mut aliases = HashMap::new();
-        let mut alias_names = Vec::new();
-        for (name, mc) in &config.models {
-            let targets = mc
-                .targets
-                .iter()
-                .map(|tc| {
-                    let breaker = breakers
-                        .entry((tc.provider.clone(), tc.model.clone()))
-                        .or_insert_with(|| Arc::new(Breaker::new(tc.settings.breaker.clone())))
-                        .clone();
-                    Target {
-                        provider_header: header_value(&tc.provider),
-                        model_header: header_value(&tc.model),
-                        provider_name: tc.provider.as_str().into(),
-                        model: tc.model.as_str().into(),
-                        label: tc.label().into(),
-                        provider: providers[&tc.provider].clone(),
-                        breaker,
-                        retry: tc.settings.retry.clone(),
-                        timeouts: tc.settings.timeouts.clone(),
-                    }
-                })
-                .collect();
-            let name: Arc<str> = name.as_str().into();
-            alias_names.push(name.clone());
-            aliases.insert(
-                name.clone(),
-                Arc::new(Alias {
-                    name,
+        let mut stats: BTreeMap<String, Arc<TargetStats>> = BTreeMap::new();
+        let mut aliases: HashMap<Arc<str>, Arc<Alias>> = HashMap::new();
+        let alias_names = config.models.keys().map(|n| Arc::<str>::from(n.as_str())).collect();
+        // Fallbacks first: the config has no loops, so building each alias after the ones it
+        // falls back to terminates.
+        let mut pending: Vec<&String> = config.models.keys().collect();
+        while !pending.is_empty() {
+            let before = pending.len();
+            pending.retain(|name| {
+                let mc = &config.models[*name];
+                let deps = [&mc.routing.fallback, &mc.routing.context_fallback];
+                if deps.iter().any(|d| d.as_ref().is_some_and(|d| !aliases.contains_key(d.as_str()))) {
+                    return true;
+                }
+                let targets = mc
+                    .targets
+                    .iter()
+                    .map(|tc| {
+                        let breaker = breakers
+                            .entry((tc.provider.clone(), tc.model.clone()))
+                            .or_insert_with(|| Arc::new(Breaker::new(tc.settings.breaker.clone())))
+                            .clone();
+                        let label = tc.label();
+                        let stats = stats
+                            .entry(label.clone())
+                            .or_insert_with(|| Arc::new(TargetStats::new(config.routing.window, config.routing.latency_alpha)))
+                            .clone();
+                        Target {
+                            provider_header: header_value(&tc.provider),
+                            model_header: header_value(&tc.model),
+                            provider_name: tc.provider.as_str().into(),
+                            model: tc.model.as_str().into(),
+                            label: label.into(),
+                            provider: providers[&tc.provider].clone(),
+                            breaker,
+                            stats,
+                            retry: tc.settings.retry.clone(),
+                            timeouts: tc.settings.timeouts.clone(),
+                            routing: tc.routing.clone(),
+                        }
+                    })
+                    .collect();
+                let lookup = |d: &Option<String>| d.as_ref().map(|d| aliases[d.as_str()].clone());
+                let name: Arc<str> = name.as_str().into();
+                let alias = Alias {
+                    name: name.clone(),
                     targets,
                     max_attempts: mc.settings.retry.max_attempts,
                     total: mc.settings.timeouts.total,
-                }),
-            );
+                    routing: mc.routing.clone(),
+                    fallback: lookup(&mc.routing.fallback),
+                    context_fallback: lookup(&mc.routing.context_fallback),
+                    catch_all: catch_all(config, &mc.routing.on_exhausted),
+                    cursor: AtomicUsize::new(0),
+                };
+                aliases.insert(name, Arc::new(alias));
+                false
+            });
+            assert!(pending.len() < before, "the config's fallbacks were checked for loops");
         }
-        Ok(Routes { aliases, alias_names, providers })
+        Ok(Routes { aliases, alias_names, providers, stats, rules: config.rules.clone() })
     }
 
     pub fn alias(&self, name: &str) -> Option<&Arc<Alias>> {

@@ -23,7 +23,7 @@ pub fn classify(e: &ProviderError) -> Disposition {
         ProviderError::Connect(_) | ProviderError::Timeout(_) | ProviderError::Protocol(_) | ProviderError::Stream(_) => {
             Disposition::Retry
         }
-        ProviderError::Unsupported(_) => Disposition::NextTarget { counts: false },
+        ProviderError::Unsupported(_) | ProviderError::Refused(_) => Disposition::NextTarget { counts: false },
         ProviderError::Status(s) => match s.status {
             408 | 409 | 429 | 500 | 502 | 503 | 504 | 529 => Disposition::Retry,
             400 | 413 | 422 if s.context_length => Disposition::NextTarget { counts: false },

@@ -11,6 +11,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 pub mod embeddings;
+pub mod features;
 pub mod types;
 
 use super::json::{as_str, write_key, write_str};

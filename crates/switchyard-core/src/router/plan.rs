@@ -156,6 +156,11 @@ impl<'a> Builder<'a, '_, '_> {
 /// Plans a call to `alias` (`request` is `None` for calls without a chat body, e.g.
 /// embeddings).
 pub fn plan<'a>(alias: &'a Alias, features: &mut Features<'_>, opts: RouteOptions) -> Plan<'a> {
+    plan_with(alias, features, opts, None)
+}
+
+/// [`plan`] with the random source of the strategies given (seeded in tests).
+pub fn plan_with<'a>(alias: &'a Alias, features: &mut Features<'_>, opts: RouteOptions, rng: Option<fastrand::Rng>) -> Plan<'a> {
     let max_cost = opts.max_cost.or(alias.routing.max_cost);
     let kind = opts.strategy.unwrap_or(alias.routing.strategy);
     let mut b = Builder {
@@ -165,7 +170,7 @@ pub fn plan<'a>(alias: &'a Alias, features: &mut Features<'_>, opts: RouteOption
         need_cost: max_cost.is_some() || kind == StrategyKind::Cost || any_cost_pool(alias),
         costs: SmallVec::new(),
         context_dropped: false,
-        rng: None,
+        rng,
     };
     b.pool(alias);
     if b.context_dropped {

@@ -56,6 +56,3 @@ pub fn get(kind: StrategyKind) -> &'static dyn Strategy {
 fn shuffle(pool: &mut [Candidate<'_>], rng: &mut fastrand::Rng) {
     rng.shuffle(pool);
 }
-
-#[cfg(test)]
-pub(crate) mod tests;

@@ -183,3 +183,62 @@ fn keys_without_effect_at_their_level_are_rejected() {
     assert_eq!(e.key, "models.m.timeouts.connect");
     assert!(e.fix.contains("[providers.NAME.timeouts]"));
 }
+
+const TWO_MOCKS: &str = "[providers.a]\nkind = \"mock\"\n[providers.b]\nkind = \"ollama\"\n";
+
+fn routing_err(models: &str) -> ConfigError {
+    load(&format!("{TWO_MOCKS}{models}")).expect_err("config should be rejected")
+}
+
+#[test]
+fn routing_keys_resolve_with_the_bundled_table() {
+    let c = load(&format!(
+        "{TWO_MOCKS}[routing]\nlatency_alpha = 0.5\nwindow = \"1m\"\n\
+         [models.chat]\nstrategy = \"cost\"\nfallback = \"small\"\nmax_cost = 0.02\n\
+         targets = [\"a/gpt-4o\", {{ target = \"a/custom\", weight = 3, price = {{ input = 1, output = 2 }}, vision = false }}, \"b/llama3.2\"]\n\
+         [models.chat.hedge]\nafter = \"p95\"\ninitial = \"800ms\"\nmax = 2\n\
+         [models.chat.stream]\ncommit_chunks = 4\ncommit_within = \"300ms\"\nrecover = true\n\
+         [models.chat.on_exhausted]\naction = \"static\"\ncontent = \"busy\"\n\
+         [models.small]\ntargets = [\"a/gpt-4o-mini\"]\n\
+         [[rules]]\nheaders = {{ \"x-tier\" = \"free\" }}\nalias = \"small\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.routing.latency_alpha, 0.5);
+    let chat = &c.models["chat"];
+    let r = &chat.routing;
+    assert_eq!((r.strategy, r.fallback.as_deref(), r.max_cost), (StrategyKind::Cost, Some("small"), Some(0.02)));
+    assert_eq!(r.hedge, Some(HedgeSettings { after: HedgeDelay::P95 { fallback: Duration::from_millis(800) }, max: 2 }));
+    assert_eq!(r.stream, StreamPolicy { commit_chunks: 4, commit_within: Some(Duration::from_millis(300)), recover: true });
+    assert_eq!(r.on_exhausted, Exhausted::Static { content: "busy".into() });
+    let [gpt, custom, local] = &chat.targets[..] else { panic!() };
+    assert_eq!(gpt.routing.price, Some(Price { input: 2.5, output: 10.0 }));
+    assert_eq!(gpt.routing.caps.context_window, Some(128000));
+    assert_eq!((custom.routing.weight, custom.routing.price, custom.routing.caps.vision), (3, Some(Price { input: 1.0, output: 2.0 }), Some(false)));
+    assert_eq!(local.routing.price, Some(Price { input: 0.0, output: 0.0 }), "local models are free");
+    assert_eq!(c.rules.len(), 1);
+}
+
+#[test]
+fn routing_errors_name_the_key_and_the_fix() {
+    let e = routing_err("[models.chat]\ntargets = [\"a/x\"]\nstrategy = \"fastest\"\n");
+    assert!(e.key.starts_with("models.chat.strategy"), "{e}");
+    assert!(e.message.contains("least_busy"), "{e}");
+    let e = routing_err("[models.chat]\ntargets = [\"a/x\"]\nfallback = \"nope\"\n");
+    assert_eq!((e.key.as_str(), e.line), ("models.chat.fallback", Some(7)));
+    let e = routing_err("[models.x]\ntargets = [\"a/x\"]\nfallback = \"y\"\n[models.y]\ntargets = [\"a/x\"]\ncontext_fallback = \"x\"\n");
+    assert!(e.message.contains("loop"), "{e}");
+    let e = routing_err("[models.chat]\ntargets = [\"a/x\"]\n[models.chat.hedge]\nafter = \"soon\"\n");
+    assert_eq!(e.key, "models.chat.hedge.after");
+    let e = routing_err("[models.chat]\ntargets = [\"a/x\"]\n[models.chat.on_exhausted]\naction = \"static\"\n");
+    assert_eq!(e.key, "models.chat.on_exhausted.content");
+    let e = routing_err("[models.chat]\ntargets = [{ target = \"a/x\", price = { input = -1, output = 1 } }]\n");
+    assert_eq!(e.key, "models.chat.targets[0].price");
+    let e = routing_err("[models.chat]\ntargets = [\"a/x\"]\n[[rules]]\nalias = \"other\"\n");
+    assert_eq!(e.key, "rules[0].alias");
+    let e = routing_err("[models.chat]\ntargets = [\"a/x\"]\n[[rules]]\nheaders = { \"x-a\" = \"b\" }\n");
+    assert!(e.message.contains("changes nothing"), "{e}");
+    let e = routing_err("[routing]\nlatency_alpha = 2.0\n[models.chat]\ntargets = [\"a/x\"]\n");
+    assert_eq!(e.key, "routing.latency_alpha");
+    let e = routing_err("[models.chat]\ntargets = [\"a/x\"]\n[models.chat.stream]\ncommit_within = \"1s\"\n");
+    assert_eq!(e.key, "models.chat.stream.commit_within");
+}

@@ -22,7 +22,7 @@ use http::{HeaderValue, StatusCode, header};
 use tokio::time::{Instant, timeout_at};
 
 use super::error::ApiError;
-use super::respond::{chain_failed, rejected, served_headers};
+use super::respond::{chain_failed, rejected, served_by, served_headers};
 use super::{AppState, RequestId};
 use crate::providers::{Chunk, ProviderError, TimeoutKind, answer_format};
 use crate::router::Alias;
@@ -74,8 +74,7 @@ pub async fn messages(State(state): State<Arc<AppState>>, Extension(id): Extensi
     };
     let target = served.target;
     let native = answer_format(&*target.provider, &request) == Format::AnthropicMessages;
-    log.provider = Some(target.provider_name.clone());
-    log.upstream_model = Some(target.model.clone());
+    served_by(&mut log, target);
     let mut headers = served_headers(target, log.trace.sent);
     match served.answer {
         Answer::Complete(c) => {

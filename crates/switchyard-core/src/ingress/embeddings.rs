@@ -13,7 +13,7 @@ use http::{HeaderValue, StatusCode, header};
 use tokio::time::Instant;
 
 use super::error::ApiError;
-use super::respond::{chain_failed, rejected, served_headers};
+use super::respond::{chain_failed, rejected, served_by, served_headers};
 use super::{AppState, RequestId};
 use super::route::route;
 use crate::router::chain;
@@ -46,8 +46,7 @@ pub async fn embeddings(State(state): State<Arc<AppState>>, Extension(id): Exten
         Err(e) => return chain_failed(&alias, e, &mut log, IntoResponse::into_response),
     };
     let target = served.target;
-    log.provider = Some(target.provider_name.clone());
-    log.upstream_model = Some(target.model.clone());
+    served_by(&mut log, target);
     log.status = 200;
     log.usage = served.answer.usage;
     log.emit("ok");

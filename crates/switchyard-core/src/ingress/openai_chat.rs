@@ -14,7 +14,7 @@ use http::{HeaderValue, StatusCode, header};
 use tokio::time::{Instant, timeout_at};
 
 use super::error::ApiError;
-use super::respond::{chain_failed, rejected, served_headers};
+use super::respond::{chain_failed, rejected, served_by, served_headers};
 use super::{AppState, RequestId};
 use crate::providers::{Chunk, ProviderError, TimeoutKind};
 use super::route::route;
@@ -48,8 +48,7 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, Extension(id):
         Err(e) => return chain_failed(&alias, e, &mut log, IntoResponse::into_response),
     };
     let target = served.target;
-    log.provider = Some(target.provider_name.clone());
-    log.upstream_model = Some(target.model.clone());
+    served_by(&mut log, target);
     log.status = 200;
     let mut headers = served_headers(target, log.trace.sent);
     match served.answer {

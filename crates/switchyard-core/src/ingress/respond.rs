@@ -25,6 +25,13 @@ pub fn served_headers(target: &Target, sent: u32) -> HeaderMap {
     headers
 }
 
+/// Notes in the log which target answered (provider, model, and its price for the spend).
+pub fn served_by(log: &mut RequestLog, target: &Target) {
+    log.provider = Some(target.provider_name.clone());
+    log.upstream_model = Some(target.model.clone());
+    log.spend = target.routing.price.map(|p| (target.stats.clone(), p));
+}
+
 /// Logs a request rejected before routing (bad body, unknown alias) and renders its error
 /// with `render` (the caller's protocol).
 pub fn rejected(id: &RequestId, alias: &str, err: ApiError, render: fn(ApiError) -> Response) -> Response {

@@ -11,6 +11,8 @@ use tokio::time::Instant;
 
 use super::log_writer::BatchWriter;
 use crate::providers::Usage;
+use crate::config::Price;
+use crate::router::TargetStats;
 use crate::router::chain::Trace;
 use crate::wire::json::write_str;
 
@@ -53,6 +55,9 @@ pub struct RequestLog {
     pub upstream_model: Option<Arc<str>>,
     pub usage: Option<Usage>,
     pub status: u16,
+    /// The serving target's stats and price: the request's cost is added to its spend and
+    /// logged as `cost_usd`.
+    pub spend: Option<(Arc<TargetStats>, Price)>,
     emitted: bool,
 }
 
@@ -68,6 +73,7 @@ impl RequestLog {
             upstream_model: None,
             usage: None,
             status: 0,
+            spend: None,
             emitted: false,
         }
     }
@@ -78,6 +84,9 @@ impl RequestLog {
             return;
         }
         self.emitted = true;
+        if let (Some((stats, _)), Some(cost)) = (&self.spend, self.cost()) {
+            stats.add_spend(cost);
+        }
         if let Some(sink) = SINK.get() {
             if sink.enabled {
                 LINE.with(|line| {
@@ -106,12 +115,20 @@ impl RequestLog {
             prompt_tokens = usage.prompt_tokens,
             completion_tokens = usage.completion_tokens,
             total_tokens = usage.total_tokens,
+            cost_usd = self.cost(),
             "request"
         );
     }
 }
 
 impl RequestLog {
+    /// The request's cost in USD, from its usage and the serving target's price.
+    pub fn cost(&self) -> Option<f64> {
+        let (_, price) = self.spend.as_ref()?;
+        let u = self.usage?;
+        Some((u.prompt_tokens as f64 * price.input + u.completion_tokens as f64 * price.output) / 1e6)
+    }
+
     /// Formats the line as the `tracing` text or JSON formatter would (same fields and order),
     /// by pushing bytes: this runs once per request, and `core::fmt` with a dozen arguments
     /// cost several thousand instructions.
@@ -175,6 +192,10 @@ impl RequestLog {
         for (name, v) in [("prompt_tokens", usage.prompt_tokens), ("completion_tokens", usage.completion_tokens), ("total_tokens", usage.total_tokens)] {
             field(out, name);
             push_u64(out, v);
+        }
+        if let Some(cost) = self.cost() {
+            field(out, "cost_usd");
+            let _ = write!(out, "{cost:.8}");
         }
         if json {
             out.extend_from_slice(b",\"target\":\"switchyard::request\"}");
@@ -276,6 +297,22 @@ mod tests {
         let line = String::from_utf8(out).unwrap();
         assert!(line.starts_with("1970-01-01T00:00:00.000000Z  INFO switchyard::request: request request_id=req-1 alias=chat stream=true status=200 outcome=\"ok\" provider=\"groq\" upstream_model=\"llama\" attempts_sent=2 attempts=a/x: skipped, circuit breaker open; groq/llama \"q\": ok (12ms) latency_ms="), "{line}");
         assert!(line.ends_with(" prompt_tokens=3 completion_tokens=4 total_tokens=7\n"), "{line}");
+    }
+
+    #[test]
+    fn a_priced_target_adds_the_cost_to_the_line_and_its_spend() {
+        let stats = Arc::new(TargetStats::new(Duration::from_secs(60), 0.3));
+        let mut log = sample();
+        log.usage = Some(Usage { prompt_tokens: 1_000, completion_tokens: 2_000, total_tokens: 3_000 });
+        log.spend = Some((stats.clone(), Price { input: 2.5, output: 10.0 }));
+        assert_eq!(log.cost(), Some(0.0225));
+        let mut out = Vec::new();
+        log.format(LineFormat::Json, "ok", UNIX_EPOCH, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["cost_usd"].as_f64(), Some(0.0225));
+        log.emitted = false;
+        log.emit("ok");
+        assert!((stats.spend() - 0.0225).abs() < 1e-9);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `kind = "mock"`: a built-in provider for demos and tests. It answers in-process with a fixed
 //! or echoed reply after a configurable latency, streams like a real provider (a role preamble,
 //! one chunk per word, a finish chunk, a usage chunk when asked), and fails at a configurable
-//! rate in a configurable way.
+//! rate in a configurable way. A `schedule` of time windows (measured from start) scripts
+//! outages and slow periods, for chaos drills and simulations:
+//! `schedule = [{ from = "6h", to = "8h", failure = "unavailable" }, { from = "12h", to = "13h", latency = "3s" }]`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,6 +66,22 @@ struct Options {
     /// Seed for the failure dice, for reproducible runs.
     #[serde(default)]
     seed: Option<u64>,
+    /// Time windows (from start) with another behaviour.
+    #[serde(default)]
+    schedule: Vec<Window>,
+}
+
+/// A window of the schedule: inside it every request fails with `failure` (when set) and
+/// answers after `latency` (when set).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Window {
+    from: Dur,
+    to: Dur,
+    #[serde(default)]
+    failure: Option<Failure>,
+    #[serde(default)]
+    latency: Option<Dur>,
 }
 
 fn one_second() -> Dur {
@@ -81,6 +99,8 @@ pub struct Mock {
     chunk_delay: Duration,
     rng: Mutex<fastrand::Rng>,
     served: AtomicU64,
+    schedule: Vec<Window>,
+    started: tokio::time::Instant,
 }
 
 fn build(spec: &Spec<'_>) -> Result<Arc<dyn Provider>, OptionError> {
@@ -91,6 +111,9 @@ fn build(spec: &Spec<'_>) -> Result<Arc<dyn Provider>, OptionError> {
             format!("{} is not between 0.0 and 1.0", o.failure_rate),
             "use a fraction, e.g. 0.3 for 30% of requests".into(),
         ));
+    }
+    if let Some((i, _)) = o.schedule.iter().enumerate().find(|(_, w)| w.to.0 <= w.from.0) {
+        return Err((format!("schedule[{i}].to"), "the window ends before it starts".into(), "make `to` later than `from`".into()));
     }
     let rng = match o.seed {
         Some(seed) => fastrand::Rng::with_seed(seed),
@@ -105,6 +128,8 @@ fn build(spec: &Spec<'_>) -> Result<Arc<dyn Provider>, OptionError> {
         chunk_delay: o.chunk_delay.0,
         rng: Mutex::new(rng),
         served: AtomicU64::new(0),
+        schedule: o.schedule,
+        started: tokio::time::Instant::now(),
     }))
 }
 
@@ -117,8 +142,21 @@ fn words(text: &str) -> u64 {
 }
 
 impl Mock {
-    fn roll(&self) -> bool {
-        self.failure_rate > 0.0 && self.rng.lock().map_or(false, |mut r| r.f64() < self.failure_rate)
+    /// The schedule's window now, if any.
+    fn window(&self) -> Option<&Window> {
+        if self.schedule.is_empty() {
+            return None;
+        }
+        let at = self.started.elapsed();
+        self.schedule.iter().find(|w| w.from.0 <= at && at < w.to.0)
+    }
+
+    /// Whether this request fails, and how.
+    fn roll(&self, window: Option<&Window>) -> Option<Failure> {
+        if let Some(f) = window.and_then(|w| w.failure) {
+            return Some(f);
+        }
+        (self.failure_rate > 0.0 && self.rng.lock().map_or(false, |mut r| r.f64() < self.failure_rate)).then_some(self.failure)
     }
 
     fn status(&self, status: u16, message: &str, error_type: &str, retry_after: Option<Duration>) -> ProviderError {
@@ -146,8 +184,8 @@ impl Mock {
 impl Mock {
     /// The configured failure as an error, for a request that rolled one (`None`: the failure
     /// shows mid-stream). A `timeout` never resolves.
-    async fn failure_error(&self, stream: bool) -> Option<ProviderError> {
-        Some(match self.failure {
+    async fn failure_error(&self, failure: Failure, stream: bool) -> Option<ProviderError> {
+        Some(match failure {
             Failure::RateLimit => self.status(429, "mock: rate limit reached", "rate_limit_error", Some(self.retry_after)),
             Failure::ServerError => self.status(500, "mock: internal server error", "server_error", None),
             Failure::Unavailable => self.status(503, "mock: service unavailable", "server_error", None),
@@ -191,11 +229,13 @@ impl Provider for Mock {
     /// `dimensions`), after the configured latency and subject to the failure settings.
     fn embed<'a>(&'a self, call: EmbedCall<'a>) -> BoxFuture<'a, Result<Embeddings, ProviderError>> {
         Box::pin(async move {
-            if !self.latency.is_zero() {
-                tokio::time::sleep(self.latency).await;
+            let window = self.window();
+            let latency = window.and_then(|w| w.latency).map_or(self.latency, |d| d.0);
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
             }
-            if self.roll() {
-                if let Some(e) = self.failure_error(false).await {
+            if let Some(failure) = self.roll(window) {
+                if let Some(e) = self.failure_error(failure, false).await {
                     return Err(e);
                 }
             }
@@ -221,23 +261,15 @@ impl Provider for Mock {
 
     fn chat<'a>(&'a self, call: Call<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
         Box::pin(async move {
-            if !self.latency.is_zero() {
-                tokio::time::sleep(self.latency).await;
+            let window = self.window();
+            let latency = window.and_then(|w| w.latency).map_or(self.latency, |d| d.0);
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
             }
-            let fail = self.roll();
-            if fail {
-                match self.failure {
-                    Failure::RateLimit => {
-                        return Err(self.status(429, "mock: rate limit reached", "rate_limit_error", Some(self.retry_after)));
-                    }
-                    Failure::ServerError => return Err(self.status(500, "mock: internal server error", "server_error", None)),
-                    Failure::Unavailable => return Err(self.status(503, "mock: service unavailable", "server_error", None)),
-                    Failure::Timeout => std::future::pending::<()>().await,
-                    Failure::Reset => return Err(ProviderError::Connect("mock: connection reset by peer".into())),
-                    Failure::MidStreamDrop if !call.request.stream => {
-                        return Err(ProviderError::Connect("mock: connection closed before the response completed".into()));
-                    }
-                    Failure::MidStreamDrop => {}
+            let failure = self.roll(window);
+            if let Some(f) = failure {
+                if let Some(e) = self.failure_error(f, call.request.stream).await {
+                    return Err(e);
                 }
             }
             let n = self.served.fetch_add(1, Ordering::Relaxed);
@@ -270,7 +302,7 @@ impl Provider for Mock {
                 let ws: Vec<&str> = text.split_inclusive(' ').collect();
                 if ws.is_empty() { vec![text.clone()] } else { ws.into_iter().map(str::to_owned).collect() }
             };
-            let drop_at = (fail && self.failure == Failure::MidStreamDrop).then(|| pieces.len().div_ceil(2));
+            let drop_at = (failure == Some(Failure::MidStreamDrop)).then(|| pieces.len().div_ceil(2));
             for (i, piece) in pieces.iter().enumerate() {
                 if drop_at == Some(i) {
                     break;

@@ -202,7 +202,7 @@ fn observe(stats: &TargetStats, result: &Result<(), &ProviderError>, duration: D
             if e.status() == Some(429) {
                 stats.rate_limited(e.retry_after());
             }
-            stats.record_failure(e);
+            stats.record_failure_after(e, duration);
         }
     }
 }

@@ -197,9 +197,22 @@ impl TargetStats {
         slot.requests.fetch_add(1, Relaxed);
         slot.latency[bucket(us)].fetch_add(1, Relaxed);
         self.requests.fetch_add(1, Relaxed);
+        self.ewma_sample(us as f64);
+    }
+
+    fn ewma_sample(&self, us: f64) {
         let old = f64::from_bits(self.ewma_us.load(Relaxed));
-        let new = if old == 0.0 { us.max(1) as f64 } else { self.alpha * us as f64 + (1.0 - self.alpha) * old };
+        let new = if old == 0.0 { us.max(1.0) } else { self.alpha * us + (1.0 - self.alpha) * old };
         self.ewma_us.store(new.to_bits(), Relaxed);
+    }
+
+    /// A failed attempt that took `took`, with its reason for `/admin/providers`. The latency
+    /// EWMA takes a penalty sample (the time it took, and at least twice the current EWMA), so
+    /// the `latency` strategy moves off a target that times out or fails fast.
+    pub fn record_failure_after(&self, reason: &dyn std::fmt::Display, took: Duration) {
+        let old = f64::from_bits(self.ewma_us.load(Relaxed));
+        self.ewma_sample((took.as_micros() as f64).max(2.0 * old));
+        self.record_failure(reason);
     }
 
     /// A failed attempt, with its reason for `/admin/providers`.
@@ -572,6 +585,16 @@ mod tests {
         assert!(p95 >= Duration::from_millis(1800), "{p95:?}");
         let p50 = s.quantile(0.5, 1).unwrap();
         assert!(p50 >= Duration::from_millis(9) && p50 <= Duration::from_millis(11), "{p50:?}");
+    }
+
+    #[test]
+    fn failures_make_the_ewma_worse() {
+        let s = stats();
+        s.record_success(Duration::from_millis(100));
+        s.record_failure_after(&"HTTP 503", Duration::from_millis(2));
+        assert_eq!(s.ewma(), Some(Duration::from_millis(130)), "0.3 × 200 ms + 0.7 × 100 ms");
+        s.record_failure_after(&"timeout", Duration::from_secs(5));
+        assert!(s.ewma().unwrap() > Duration::from_millis(1500));
     }
 
     #[tokio::test(start_paused = true)]

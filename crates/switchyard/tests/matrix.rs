@@ -1,5 +1,6 @@
 //! The translation matrix: every ingress (OpenAI chat, Anthropic messages) × every egress kind
-//! (openai, azure, anthropic, gemini, ollama, bedrock) × {non-stream, stream} × every case (plain
+//! (openai, the groq preset with Groq's quirks, azure, anthropic, gemini, ollama, bedrock) ×
+//! {non-stream, stream} × every case (plain
 //! text, a tool call with streamed arguments, image input, usage, each finish reason, each error
 //! class, a mid-stream error), generated from the tables below. Each cell drives the real gateway
 //! against the fake upstream of its egress kind and asserts what the client sees: the whole
@@ -7,7 +8,7 @@
 //! the ingress's error JSON, `Retry-After`), event by event for streams.
 //!
 //! One gateway and one fake serve every cell of an egress (one `#[tokio::test]` per egress, so
-//! the six run in parallel); cells run one after another because each queues its upstream step
+//! they run in parallel); cells run one after another because each queues its upstream step
 //! just before its request. A failing cell is reported by name,
 //! `ingress/egress/mode/case: message`, after every other cell has run.
 //!
@@ -44,6 +45,9 @@ enum Ingress {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Egress {
     OpenAi,
+    /// The `groq` preset of `openai`, against a fake with Groq's quirks (a top-level `x_groq`,
+    /// `finish_reason: "eos"`), which the gateway must normalize away.
+    Groq,
     Azure,
     Anthropic,
     Gemini,
@@ -86,7 +90,7 @@ enum Case {
 }
 
 const INGRESSES: [Ingress; 2] = [Ingress::OpenAi, Ingress::Anthropic];
-const EGRESSES: [Egress; 6] = [Egress::OpenAi, Egress::Azure, Egress::Anthropic, Egress::Gemini, Egress::Ollama, Egress::Bedrock];
+const EGRESSES: [Egress; 7] = [Egress::OpenAi, Egress::Groq, Egress::Azure, Egress::Anthropic, Egress::Gemini, Egress::Ollama, Egress::Bedrock];
 const MODES: [Mode; 2] = [Mode::Json, Mode::Stream];
 const CASES: [Case; 14] = [
     Case::Text,
@@ -123,7 +127,7 @@ fn not_applicable(egress: Egress, mode: Mode, case: Case) -> Option<&'static str
 fn upstream_fragments(egress: Egress) -> usize {
     match egress {
         // As the fakes are scripted below: 3 fragments, and Bedrock's fake cuts 4.
-        Egress::OpenAi | Egress::Azure | Egress::Anthropic => 3,
+        Egress::OpenAi | Egress::Groq | Egress::Azure | Egress::Anthropic => 3,
         Egress::Bedrock => 4,
         Egress::Gemini | Egress::Ollama => 1,
     }
@@ -152,7 +156,7 @@ fn expected_usage(egress: Egress, case: Case) -> (u64, u64) {
     };
     let completion = match (egress, case) {
         // OpenAI and Anthropic fakes: a token per 4 bytes of the 29-byte arguments JSON.
-        (Egress::OpenAi | Egress::Azure | Egress::Anthropic, Case::ToolCall) => 8,
+        (Egress::OpenAi | Egress::Groq | Egress::Azure | Egress::Anthropic, Case::ToolCall) => 8,
         // 1 + the words of the name and of the arguments JSON.
         (Egress::Gemini, Case::ToolCall) => 3,
         (Egress::Ollama, Case::ToolCall) => 12,
@@ -181,6 +185,7 @@ impl Egress {
     fn name(self) -> &'static str {
         match self {
             Egress::OpenAi => "openai",
+            Egress::Groq => "groq",
             Egress::Azure => "azure",
             Egress::Anthropic => "anthropic",
             Egress::Gemini => "gemini",
@@ -192,6 +197,7 @@ impl Egress {
     fn model(self) -> &'static str {
         match self {
             Egress::OpenAi => "gpt-4o-mini",
+            Egress::Groq => "llama-3.1-8b-instant",
             Egress::Azure => "my-gpt-4o-deployment",
             Egress::Anthropic => "claude-sonnet-4-5",
             Egress::Gemini => "gemini-2.5-flash",
@@ -264,6 +270,7 @@ impl Fake {
     async fn start(egress: Egress) -> Fake {
         match egress {
             Egress::OpenAi | Egress::Azure => Fake::OpenAi(FakeUpstream::start(Script::new()).await),
+            Egress::Groq => Fake::OpenAi(FakeUpstream::start(Script::new().groq_quirks(true)).await),
             Egress::Anthropic => Fake::Anthropic(FakeAnthropic::start(AnthropicScript::new()).await),
             Egress::Gemini => {
                 let config = GeminiConfig { api_key: Some(GEMINI_KEY.into()), ..GeminiConfig::default() };
@@ -280,6 +287,7 @@ impl Fake {
             (Fake::OpenAi(f), Egress::Azure) => {
                 format!("kind = \"azure\"\nbase_url = \"http://{}\"\napi_key = \"{KEY_A}\"\napi_version = \"2024-10-21\"", f.addr())
             }
+            (Fake::OpenAi(f), Egress::Groq) => format!("kind = \"groq\"\nbase_url = \"{}\"\napi_key = \"{KEY_A}\"", f.base_url()),
             (Fake::OpenAi(f), _) => format!("kind = \"openai\"\nbase_url = \"{}\"\napi_key = \"{KEY_A}\"", f.base_url()),
             (Fake::Anthropic(f), _) => format!("kind = \"anthropic\"\nbase_url = \"{}\"\napi_key = \"{KEY_A}\"", f.base_url()),
             (Fake::Gemini(f), _) => format!("kind = \"gemini\"\nbase_url = \"{}\"\napi_key = \"{GEMINI_KEY}\"", f.base_url()),
@@ -400,7 +408,7 @@ fn bedrock_error(status: u16) -> (&'static str, &'static str) {
 /// The message the upstream sent with a 400, which the caller must see.
 fn upstream_400_message(egress: Egress) -> &'static str {
     match egress {
-        Egress::OpenAi | Egress::Azure | Egress::Anthropic => "Invalid request.",
+        Egress::OpenAi | Egress::Groq | Egress::Azure | Egress::Anthropic => "Invalid request.",
         Egress::Gemini => "Request contains an invalid argument.",
         Egress::Ollama => ollama_error(400),
         Egress::Bedrock => bedrock_error(400).1,
@@ -410,7 +418,7 @@ fn upstream_400_message(egress: Egress) -> &'static str {
 /// The text streamed before a mid-stream error, as each fake writes it.
 fn text_before_error(egress: Egress) -> &'static str {
     match egress {
-        Egress::OpenAi | Egress::Azure | Egress::Gemini => "Hello from ",
+        Egress::OpenAi | Egress::Groq | Egress::Azure | Egress::Gemini => "Hello from ",
         Egress::Anthropic => "word0 word1 ",
         Egress::Ollama | Egress::Bedrock => "one two ",
     }
@@ -419,7 +427,7 @@ fn text_before_error(egress: Egress) -> &'static str {
 /// The `Retry-After` a client gets for the upstream's 429 (`None`: the provider sends none).
 fn retry_after(egress: Egress) -> Option<&'static str> {
     match egress {
-        Egress::OpenAi | Egress::Azure | Egress::Anthropic => Some("2"),
+        Egress::OpenAi | Egress::Groq | Egress::Azure | Egress::Anthropic => Some("2"),
         // Google's RetryInfo `retryDelay: "7s"`.
         Egress::Gemini => Some("7"),
         Egress::Ollama | Egress::Bedrock => None,
@@ -496,8 +504,23 @@ struct StreamFacts {
     error: Option<Value>,
 }
 
+/// The fields of OpenAI's completion and chunk objects and of their choices: anything else (a
+/// provider's own, like Groq's `x_groq`) must not reach the client.
+const OPENAI_FIELDS: [&str; 8] = ["id", "object", "created", "model", "choices", "usage", "service_tier", "system_fingerprint"];
+const OPENAI_CHOICE_FIELDS: [&str; 5] = ["index", "message", "delta", "logprobs", "finish_reason"];
+
+fn assert_openai_fields(v: &Value) {
+    let unknown: Vec<&String> = v.as_object().expect("an object").keys().filter(|k| !OPENAI_FIELDS.contains(&k.as_str())).collect();
+    assert!(unknown.is_empty(), "non-OpenAI fields {unknown:?} in {v}");
+    for choice in v["choices"].as_array().into_iter().flatten() {
+        let unknown: Vec<&String> = choice.as_object().expect("a choice").keys().filter(|k| !OPENAI_CHOICE_FIELDS.contains(&k.as_str())).collect();
+        assert!(unknown.is_empty(), "non-OpenAI choice fields {unknown:?} in {v}");
+    }
+}
+
 /// A `chat.completion` as [`Said`], checking its envelope.
 fn said_openai_json(v: &Value, alias: &str) -> Said {
+    assert_openai_fields(v);
     assert_eq!(v["object"], "chat.completion", "{v}");
     assert_eq!(v["model"], alias, "{v}");
     assert!(v["id"].as_str().is_some_and(|id| !id.is_empty()), "no id: {v}");
@@ -554,6 +577,7 @@ fn said_openai_stream(r: &Resp, alias: &str, include_usage: bool) -> (Said, Stre
     for (i, e) in body.iter().enumerate() {
         let c: Value = serde_json::from_str(e).unwrap_or_else(|err| panic!("bad chunk {e}: {err}"));
         assert!(c.get("error").is_none(), "an error event before the end: {e}");
+        assert_openai_fields(&c);
         assert_eq!(c["object"], "chat.completion.chunk", "{e}");
         assert_eq!(c["model"], alias, "{e}");
         let this_id = c["id"].as_str().expect("a chunk id").to_owned();
@@ -982,7 +1006,7 @@ async fn error_cell(env: &Env, ingress: Ingress, mode: Mode, case: Case, before:
 fn assert_image_upstream(egress: Egress, ingress: Ingress, body: &Value) {
     let data_url = format!("data:image/png;base64,{PNG_B64}");
     match egress {
-        Egress::OpenAi | Egress::Azure => {
+        Egress::OpenAi | Egress::Groq | Egress::Azure => {
             let user = &body["messages"][1];
             assert_eq!(user["role"], "user", "{body}");
             let parts = user["content"].as_array().unwrap_or_else(|| panic!("content parts: {body}"));
@@ -1068,6 +1092,7 @@ macro_rules! egress_tests {
 
 egress_tests! {
     egress_openai => Egress::OpenAi,
+    egress_groq => Egress::Groq,
     egress_azure => Egress::Azure,
     egress_anthropic => Egress::Anthropic,
     egress_gemini => Egress::Gemini,
@@ -1094,8 +1119,8 @@ fn readme_lists_every_not_applicable_cell() {
         }
     }
     let total = INGRESSES.len() * EGRESSES.len() * MODES.len() * CASES.len();
-    assert_eq!((total, declared), (336, 40), "the matrix changed size: update the README's counts");
-    assert!(readme.contains("336 cells") && readme.contains("296 run") && readme.contains("40 not applicable"), "the README states the matrix's size");
+    assert_eq!((total, declared), (392, 46), "the matrix changed size: update the README's counts");
+    assert!(readme.contains("392 cells") && readme.contains("346 run") && readme.contains("46 not applicable"), "the README states the matrix's size");
     missing.dedup();
     assert!(missing.is_empty(), "not-applicable reasons missing from the README:\n{}", missing.join("\n"));
 }

@@ -634,8 +634,17 @@ fn said_openai_stream(r: &Resp, alias: &str, include_usage: bool) -> (Said, Stre
     (said, facts)
 }
 
+/// The fields of Anthropic's `message` object.
+const ANTHROPIC_FIELDS: [&str; 8] = ["id", "type", "role", "content", "model", "stop_reason", "stop_sequence", "usage"];
+
+fn assert_anthropic_fields(message: &Value) {
+    let unknown: Vec<&String> = message.as_object().expect("an object").keys().filter(|k| !ANTHROPIC_FIELDS.contains(&k.as_str())).collect();
+    assert!(unknown.is_empty(), "non-Anthropic fields {unknown:?} in {message}");
+}
+
 /// An Anthropic `message` as [`Said`], checking its envelope.
 fn said_anthropic_json(v: &Value, alias: &str) -> Said {
+    assert_anthropic_fields(v);
     assert_eq!(v["type"], "message", "{v}");
     assert_eq!(v["role"], "assistant", "{v}");
     assert_eq!(v["model"], alias, "{v}");
@@ -700,6 +709,7 @@ fn said_anthropic_stream(r: &Resp, alias: &str) -> (Said, StreamFacts) {
     let (name, start) = it.next().expect("an event");
     assert_eq!(name, "message_start", "the first event: {events:?}");
     let message = &start["message"];
+    assert_anthropic_fields(message);
     assert_eq!(message["model"], alias, "{start}");
     assert_eq!(message["role"], "assistant", "{start}");
     assert_eq!(message["content"], json!([]), "{start}");

@@ -116,6 +116,11 @@ pub enum AnthropicStep {
     /// of the body. Non-streaming: the same error as an HTTP status (529 for `overloaded_error`,
     /// else 500).
     ErrorEvent { error_type: String, message: String },
+    /// Streaming: `message_start`, a text block and `after` text deltas, then `event: error`
+    /// with this error and the end of the body, as the API reports a failure after output
+    /// began. Non-streaming: the same error as an HTTP status (529 for `overloaded_error`, else
+    /// 500).
+    ErrorAfter { after: usize, error_type: String, message: String },
     /// Streaming: `message_start`, a text block and `after` text deltas, then the connection is
     /// aborted. Non-streaming: the connection is closed without an answer.
     DropAfter { after: usize },
@@ -176,6 +181,14 @@ impl AnthropicStep {
     pub fn error_event(error_type: &str) -> AnthropicStep {
         let message = if error_type == "overloaded_error" { "Overloaded" } else { "Internal server error" };
         AnthropicStep::ErrorEvent { error_type: error_type.into(), message: message.into() }
+    }
+
+    /// `after` text deltas, then an `event: error` of this type (see [`AnthropicStep::ErrorAfter`]).
+    pub fn error_after(after: usize, error_type: &str) -> AnthropicStep {
+        match AnthropicStep::error_event(error_type) {
+            AnthropicStep::ErrorEvent { error_type, message } => AnthropicStep::ErrorAfter { after, error_type, message },
+            other => other,
+        }
     }
 
     /// This step after a delay.
@@ -493,7 +506,15 @@ fn perform(step: AnthropicStep, request: &Value) -> Result<Response<FakeBody>, A
             let frames = vec![(Duration::ZERO, plan.message_start()), (Duration::ZERO, ping()), (Duration::ZERO, error_event(&error_type, &message))];
             sse_response(frames, Tail::End)
         }
-        AnthropicStep::ErrorEvent { error_type, message } => {
+        AnthropicStep::ErrorAfter { after, error_type, message } if streaming => {
+            let words: Vec<String> = (0..after).map(|i| format!("word{i} ")).collect();
+            let plan = Plan::new(&Answer::text(words.concat()).chunks(after.max(1)), request, model);
+            let mut frames = vec![(Duration::ZERO, plan.message_start()), (Duration::ZERO, plan.text_start(0))];
+            frames.extend(words.iter().map(|w| (Duration::ZERO, text_delta(0, w))));
+            frames.push((Duration::ZERO, error_event(&error_type, &message)));
+            sse_response(frames, Tail::End)
+        }
+        AnthropicStep::ErrorEvent { error_type, message } | AnthropicStep::ErrorAfter { error_type, message, .. } => {
             let code = if error_type == "overloaded_error" { 529 } else { 500 };
             error_response(code, &error_type, &message, None)
         }

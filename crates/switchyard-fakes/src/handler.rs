@@ -232,6 +232,15 @@ fn split_words(text: &str, pieces: usize) -> Vec<&str> {
     out
 }
 
+/// `text` cut into at most `pieces` pieces of about equal length, on character boundaries
+/// (always at least one piece).
+fn split_evenly(text: &str, pieces: usize) -> Vec<&str> {
+    let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len())).collect();
+    let chars = bounds.len() - 1;
+    let pieces = pieces.clamp(1, chars.max(1));
+    (0..pieces).map(|p| &text[bounds[p * chars / pieces]..bounds[(p + 1) * chars / pieces]]).collect()
+}
+
 /// `n` content pieces for the failure steps: the words of the default reply, cycled.
 fn filler_pieces(n: usize) -> impl Iterator<Item = &'static str> {
     const WORDS: [&str; 5] = ["Hello ", "from ", "the ", "fake ", "upstream. "];
@@ -273,23 +282,25 @@ async fn perform(conn: &Connection, mut step: &Step, exchange: &Exchange) -> Han
         created: unix_now(),
         model: &exchange.model,
         fingerprint: &config.fingerprint,
-        finish_reason: &config.finish_reason,
+        finish_reason: match step {
+            Step::Finish { finish_reason, .. } => finish_reason,
+            Step::ToolCall { .. } => "tool_calls",
+            _ => &config.finish_reason,
+        },
         groq_id: config.x_groq.then(ids::groq_request_id),
         include_usage: exchange.include_usage,
     };
     let tracker = shared.clone();
 
     let response = match step {
-        Step::Ok {
-            reply,
-            chunks,
-            chunk_delay,
-        } => {
-            let text = match reply {
-                Reply::Fixed(text) => text.as_str(),
-                Reply::Echo => exchange.echo.as_deref().unwrap_or_default(),
+        Step::Ok { .. } | Step::Finish { .. } => {
+            let (text, chunks, chunk_delay) = match step {
+                Step::Ok { reply: Reply::Fixed(text), chunks, chunk_delay } => (text.as_str(), *chunks, chunk_delay),
+                Step::Ok { reply: Reply::Echo, chunks, chunk_delay } => (exchange.echo.as_deref().unwrap_or_default(), *chunks, chunk_delay),
+                Step::Finish { reply, .. } => (reply.as_str(), 5, &Duration::ZERO),
+                _ => unreachable!("matched above"),
             };
-            let pieces = split_words(text, *chunks);
+            let pieces = split_words(text, chunks);
             let usage = wire::Usage::new(exchange.prompt_tokens, count_words(text) as u64);
             if exchange.stream {
                 let mut frames = VecDeque::with_capacity(pieces.len() + 4);
@@ -297,12 +308,7 @@ async fn perform(conn: &Connection, mut step: &Step, exchange: &Exchange) -> Han
                 for piece in &pieces {
                     frames.push_back((*chunk_delay, meta.chunk_content(piece)));
                 }
-                frames.push_back((Duration::ZERO, meta.chunk_finish(&usage)));
-                if exchange.include_usage {
-                    frames.push_back((Duration::ZERO, meta.chunk_usage(&usage)));
-                }
-                frames.push_back((Duration::ZERO, Bytes::from_static(wire::SSE_DONE)));
-                sse_response(FakeBody::stream(frames, Tail::End, tracker))
+                answer_stream(&meta, frames, &usage, tracker)
             } else {
                 // Generation takes as long as the stream would have.
                 let generation = chunk_delay.saturating_mul(pieces.len() as u32);
@@ -332,19 +338,38 @@ async fn perform(conn: &Connection, mut step: &Step, exchange: &Exchange) -> Han
             }
             response
         }
-        Step::PreambleThenError { message } if exchange.stream => {
+        Step::ToolCall { name, arguments, fragments } => {
+            let call_id = ids::openai_tool_call_id();
+            // About four characters of arguments per token.
+            let usage = wire::Usage::new(exchange.prompt_tokens, arguments.len().div_ceil(4) as u64);
+            if exchange.stream {
+                let pieces = split_evenly(arguments, *fragments);
+                let mut frames = VecDeque::with_capacity(pieces.len() + 4);
+                frames.push_back((Duration::ZERO, meta.chunk_tool_start(&call_id, name)));
+                frames.extend(pieces.iter().map(|p| (Duration::ZERO, meta.chunk_tool_args(p))));
+                answer_stream(&meta, frames, &usage, tracker)
+            } else {
+                let body = FakeBody::full(meta.tool_completion(&call_id, name, arguments, &usage), Some(tracker));
+                json_response(StatusCode::OK, body)
+            }
+        }
+        Step::PreambleThenError { message } | Step::ErrorAfter { message, .. } if !exchange.stream => {
+            let body = wire::error_body(message, "server_error", None, None);
+            json_response(StatusCode::INTERNAL_SERVER_ERROR, FakeBody::full(body, Some(tracker)))
+        }
+        Step::ErrorAfter { after, message } => {
+            let mut frames = VecDeque::with_capacity(after + 2);
+            frames.push_back((Duration::ZERO, meta.chunk_preamble()));
+            frames.extend(filler_pieces(*after).map(|p| (Duration::ZERO, meta.chunk_content(p))));
+            frames.push_back((Duration::ZERO, wire::sse_error(message)));
+            sse_response(FakeBody::stream(frames, Tail::End, tracker))
+        }
+        Step::PreambleThenError { message } => {
             let frames = VecDeque::from([
                 (Duration::ZERO, meta.chunk_preamble()),
                 (Duration::ZERO, wire::sse_error(message)),
             ]);
             sse_response(FakeBody::stream(frames, Tail::End, tracker))
-        }
-        Step::PreambleThenError { message } => {
-            let body = wire::error_body(message, "server_error", None, None);
-            json_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                FakeBody::full(body, Some(tracker)),
-            )
         }
         Step::DropAfter { after } | Step::StallAfter { after } => {
             let tail = if matches!(step, Step::DropAfter { .. }) {
@@ -372,6 +397,17 @@ async fn perform(conn: &Connection, mut step: &Step, exchange: &Exchange) -> Han
         Step::Delay(..) | Step::Hang | Step::Reset => unreachable!("handled above"),
     };
     Ok(response)
+}
+
+/// A successful stream: `frames` (the preamble and the content), then the finish chunk, the
+/// usage chunk if the request asked for it, and `[DONE]`.
+fn answer_stream(meta: &wire::Meta<'_>, mut frames: VecDeque<(Duration, Bytes)>, usage: &wire::Usage, tracker: Arc<Shared>) -> Response<FakeBody> {
+    frames.push_back((Duration::ZERO, meta.chunk_finish(usage)));
+    if meta.include_usage {
+        frames.push_back((Duration::ZERO, meta.chunk_usage(usage)));
+    }
+    frames.push_back((Duration::ZERO, Bytes::from_static(wire::SSE_DONE)));
+    sse_response(FakeBody::stream(frames, Tail::End, tracker))
 }
 
 /// What the handler needs from an embeddings request.
@@ -483,7 +519,7 @@ async fn embeddings(conn: &Connection, request: Request<Incoming>) -> HandlerRes
         wire::embedding_list(&exchange.model, &vectors, exchange.base64, exchange.prompt_tokens)
     };
     let response = match step {
-        Step::Ok { .. } => json_response(StatusCode::OK, FakeBody::full(answer(), Some(tracker))),
+        Step::Ok { .. } | Step::Finish { .. } | Step::ToolCall { .. } => json_response(StatusCode::OK, FakeBody::full(answer(), Some(tracker))),
         Step::Status { code, message, error_type, error_code, retry_after, retry_after_ms } => {
             let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let body = wire::error_body(message, error_type, None, error_code.as_deref());
@@ -496,7 +532,7 @@ async fn embeddings(conn: &Connection, request: Request<Incoming>) -> HandlerRes
             }
             response
         }
-        Step::PreambleThenError { message } => {
+        Step::PreambleThenError { message } | Step::ErrorAfter { message, .. } => {
             let body = wire::error_body(message, "server_error", None, None);
             json_response(StatusCode::INTERNAL_SERVER_ERROR, FakeBody::full(body, Some(tracker)))
         }
@@ -589,6 +625,14 @@ mod tests {
         assert!(parse_embeddings(&json!({"model": "m", "input": ["a", 1]})).is_err());
         assert!(parse_embeddings(&json!({"model": "m", "input": "a", "encoding_format": "int8"})).is_err());
         assert!(parse_embeddings(&json!({"input": "a"})).is_err());
+    }
+
+    #[test]
+    fn splits_evenly() {
+        assert_eq!(split_evenly(r#"{"city":"Zürich"}"#, 3).concat(), r#"{"city":"Zürich"}"#);
+        assert_eq!(split_evenly(r#"{"a":1}"#, 3), [r#"{""#, r#"a""#, ":1}"]);
+        assert_eq!(split_evenly("ab", 5), ["a", "b"]);
+        assert_eq!(split_evenly("", 2), [""]);
     }
 
     #[test]

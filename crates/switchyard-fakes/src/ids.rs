@@ -48,6 +48,14 @@ pub(crate) fn openai_completion_id() -> String {
     id
 }
 
+/// An OpenAI tool call id: `call_` and 24 alphanumerics.
+pub(crate) fn openai_tool_call_id() -> String {
+    let mut id = String::with_capacity(29);
+    id.push_str("call_");
+    push_random(&mut id, ALNUM, 24);
+    id
+}
+
 /// A Groq-style completion id: `chatcmpl-` and a version-4 UUID.
 pub(crate) fn groq_completion_id() -> String {
     let mut id = String::with_capacity(45);
@@ -107,6 +115,7 @@ mod tests {
         assert_eq!(groq_request_id().len(), 30);
         assert_eq!(request_id().len(), 36);
         assert_eq!(fingerprint().len(), 13);
+        assert_eq!(openai_tool_call_id().len(), 29);
         assert_ne!(openai_completion_id(), openai_completion_id());
     }
 }

@@ -126,6 +126,20 @@ pub enum Step {
     /// Streaming: 200, the preamble and `after` content chunks, then nothing more while the
     /// connection stays open (for idle timeouts); counts as cancelled when the client goes away.
     StallAfter { after: usize },
+    /// A normal text answer (5 chunks) that ends with this `finish_reason` (`length`,
+    /// `content_filter`, ...) instead of the script's.
+    Finish { reply: String, finish_reason: String },
+    /// A call of the function `name` with `arguments` (JSON text), `content: null` and
+    /// `finish_reason: "tool_calls"`. Streamed as OpenAI streams it: a chunk with the call's
+    /// `id`, `type` and `name` and empty `arguments`, then the arguments in `fragments` pieces
+    /// (each a `tool_calls[0].function.arguments` delta), then the finish chunk (shapes of
+    /// OpenAI's API reference, "The chat completion chunk object").
+    ToolCall { name: String, arguments: String, fragments: usize },
+    /// Streaming: 200, the preamble and `after` content chunks, then an error event
+    /// `data: {"error":{"message":..,"type":"server_error",..}}` and the end of the stream (no
+    /// `[DONE]`), as OpenAI reports a failure after output began. Non-streaming: 500
+    /// `server_error` with the message.
+    ErrorAfter { after: usize, message: String },
 }
 
 impl Step {
@@ -235,6 +249,17 @@ impl Step {
             retry_after: None,
             retry_after_ms: None,
         }
+    }
+
+    /// A text answer ending with `finish_reason` (see [`Step::Finish`]).
+    pub fn finish(reply: impl Into<String>, finish_reason: impl Into<String>) -> Step {
+        Step::Finish { reply: reply.into(), finish_reason: finish_reason.into() }
+    }
+
+    /// A call of `name` with `arguments`, streamed in `fragments` argument pieces (see
+    /// [`Step::ToolCall`]).
+    pub fn tool_call(name: impl Into<String>, arguments: &serde_json::Value, fragments: usize) -> Step {
+        Step::ToolCall { name: name.into(), arguments: arguments.to_string(), fragments: fragments.max(1) }
     }
 
     /// This step, performed after a delay of `d` (see [`Step::Delay`]).

@@ -109,6 +109,65 @@ struct Message<'a> {
     annotations: [(); 0],
 }
 
+/// A message holding one tool call, `content: null`.
+#[derive(Serialize)]
+struct ToolMessage<'a> {
+    role: &'static str,
+    content: (),
+    tool_calls: [ToolCallJson<'a>; 1],
+    refusal: (),
+    annotations: [(); 0],
+}
+
+#[derive(Serialize)]
+struct ToolCompletionChoice<'a> {
+    index: u32,
+    message: ToolMessage<'a>,
+    logprobs: (),
+    finish_reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct ToolCompletion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [ToolCompletionChoice<'a>; 1],
+    usage: &'a Usage,
+    service_tier: &'static str,
+    system_fingerprint: &'a str,
+}
+
+/// A whole tool call (`index` only in stream deltas).
+#[derive(Serialize)]
+struct ToolCallJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<u32>,
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionJson<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionJson<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+/// A stream delta continuing a tool call's arguments.
+#[derive(Serialize)]
+struct ToolArgsDelta<'a> {
+    index: u32,
+    function: ArgsOnly<'a>,
+}
+
+#[derive(Serialize)]
+struct ArgsOnly<'a> {
+    arguments: &'a str,
+}
+
 #[derive(Serialize)]
 struct Chunk<'a> {
     id: &'a str,
@@ -143,6 +202,16 @@ enum Delta<'a> {
     },
     Content {
         content: &'a str,
+    },
+    /// The first delta of a streamed tool call: role, `content: null`, id, type and name.
+    ToolStart {
+        role: &'static str,
+        content: (),
+        tool_calls: [ToolCallJson<'a>; 1],
+        refusal: (),
+    },
+    ToolArgs {
+        tool_calls: [ToolArgsDelta<'a>; 1],
     },
     Empty {},
 }
@@ -391,6 +460,38 @@ impl Meta<'_> {
             Some(self.finish_reason),
             self.x_groq(Some(usage)),
         )
+    }
+
+    /// The non-streaming body of a tool call answer (`content: null`, one call).
+    pub(crate) fn tool_completion(&self, call_id: &str, name: &str, arguments: &str, usage: &Usage) -> Bytes {
+        let call = ToolCallJson { index: None, id: call_id, kind: "function", function: FunctionJson { name, arguments } };
+        let body = ToolCompletion {
+            id: &self.id,
+            object: "chat.completion",
+            created: self.created,
+            model: self.model,
+            choices: [ToolCompletionChoice {
+                index: 0,
+                message: ToolMessage { role: "assistant", content: (), tool_calls: [call], refusal: (), annotations: [] },
+                logprobs: (),
+                finish_reason: self.finish_reason,
+            }],
+            usage,
+            service_tier: "default",
+            system_fingerprint: self.fingerprint,
+        };
+        to_vec(&body, 640 + arguments.len()).into()
+    }
+
+    /// The first stream event of a tool call: role, id, type, name and empty arguments.
+    pub(crate) fn chunk_tool_start(&self, call_id: &str, name: &str) -> Bytes {
+        let call = ToolCallJson { index: Some(0), id: call_id, kind: "function", function: FunctionJson { name, arguments: "" } };
+        self.choice_chunk(Delta::ToolStart { role: "assistant", content: (), tool_calls: [call], refusal: () }, None, None)
+    }
+
+    /// A stream event carrying a piece of a tool call's arguments.
+    pub(crate) fn chunk_tool_args(&self, arguments: &str) -> Bytes {
+        self.choice_chunk(Delta::ToolArgs { tool_calls: [ToolArgsDelta { index: 0, function: ArgsOnly { arguments } }] }, None, None)
     }
 
     /// The `include_usage` event: no choices, the usage of the whole exchange.

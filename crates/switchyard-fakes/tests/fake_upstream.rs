@@ -514,6 +514,76 @@ async fn preamble_then_error_event() {
 }
 
 #[tokio::test]
+async fn tool_call_answers_stream_their_arguments_in_fragments() {
+    let args = json!({"city": "Zürich", "unit": "c"});
+    let step = Step::tool_call("get_weather", &args, 3);
+    let up = FakeUpstream::start(Script::new().then(step.clone()).then(step)).await;
+
+    let (status, _, bytes) = chat(&up, &chat_body(false, false)).await;
+    assert_eq!(status, StatusCode::OK);
+    let v = json(&bytes);
+    let message = &v["choices"][0]["message"];
+    assert_eq!(message["content"], Value::Null);
+    let call = &message["tool_calls"][0];
+    assert!(call["id"].as_str().unwrap().starts_with("call_"), "{call}");
+    assert_eq!((call["type"].as_str(), call["function"]["name"].as_str()), (Some("function"), Some("get_weather")));
+    assert_eq!(call["function"]["arguments"], args.to_string());
+    assert!(call.get("index").is_none(), "no index outside streams: {call}");
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    // 29 bytes of arguments, a token per 4.
+    assert_usage(&v["usage"], 8, 8);
+
+    let (_, _, bytes) = chat(&up, &chat_body(true, true)).await;
+    let events = sse_events(&bytes);
+    assert_eq!(events.len(), 7, "start, 3 fragments, finish, usage, [DONE]: {events:#?}");
+    let chunks: Vec<Value> = events[..6].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let first = &chunks[0]["choices"][0]["delta"];
+    assert_eq!(first["role"], "assistant");
+    assert_eq!(first["content"], Value::Null);
+    let start = &first["tool_calls"][0];
+    assert_eq!((start["index"].as_u64(), start["type"].as_str(), start["function"]["arguments"].as_str()), (Some(0), Some("function"), Some("")));
+    let fragments: Vec<&str> = chunks[1..4]
+        .iter()
+        .map(|c| {
+            let call = &c["choices"][0]["delta"]["tool_calls"][0];
+            assert!(call.get("id").is_none() && call["function"].get("name").is_none(), "{c}");
+            call["function"]["arguments"].as_str().unwrap()
+        })
+        .collect();
+    assert!(fragments.iter().all(|f| !f.is_empty()), "{fragments:?}");
+    assert_eq!(fragments.concat(), args.to_string());
+    assert_eq!(chunks[4]["choices"][0]["finish_reason"], "tool_calls");
+    assert_usage(&chunks[5]["usage"], 8, 8);
+    assert_eq!(events[6], "[DONE]");
+}
+
+#[tokio::test]
+async fn finish_and_error_after_steps() {
+    let up = FakeUpstream::start(
+        Script::new()
+            .then(Step::finish("cut short", "length"))
+            .then(Step::ErrorAfter { after: 2, message: "model crashed".into() })
+            .then(Step::ErrorAfter { after: 2, message: "model crashed".into() }),
+    )
+    .await;
+    let (_, _, bytes) = chat(&up, &chat_body(false, false)).await;
+    let v = json(&bytes);
+    assert_eq!((v["choices"][0]["message"]["content"].as_str(), v["choices"][0]["finish_reason"].as_str()), (Some("cut short"), Some("length")));
+
+    let (status, _, bytes) = chat(&up, &chat_body(true, false)).await;
+    assert_eq!(status, StatusCode::OK);
+    let events = sse_events(&bytes);
+    assert_eq!(events.len(), 4, "preamble, 2 content chunks, the error: {events:#?}");
+    let text: String = events[1..3].iter().map(|e| serde_json::from_str::<Value>(e).unwrap()["choices"][0]["delta"]["content"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(text, "Hello from ");
+    assert_eq!(events[3], r#"{"error":{"message":"model crashed","type":"server_error","param":null,"code":null}}"#);
+
+    let (status, _, bytes) = chat(&up, &chat_body(false, false)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(json(&bytes)["error"]["message"], "model crashed");
+}
+
+#[tokio::test]
 async fn groq_quirks() {
     let up = FakeUpstream::start(Script::new().groq_quirks(true)).await;
     let (_, _, bytes) = chat(&up, &chat_body(false, false)).await;

@@ -295,7 +295,9 @@ fn classify_exception(s: &mut UpstreamStatus, kind: &str) {
         _ => s.status,
     };
     s.status = status;
-    s.error_type = Some(kind.to_owned());
+    // A caller's error reaches the client as OpenAI's `type` (AWS's exception name is its
+    // `code`), as every other provider's does.
+    s.error_type = Some(if status < 500 { "invalid_request_error" } else { "server_error" }.to_owned());
     if s.code.is_none() {
         s.code = Some(kind.to_owned());
     }
@@ -539,7 +541,7 @@ mod tests {
     #[test]
     fn http_errors_are_classified() {
         let s = status(429, "ThrottlingException", "Too many requests, please wait before trying again.");
-        assert_eq!((s.status, s.error_type.as_deref()), (429, Some("ThrottlingException")));
+        assert_eq!((s.status, s.code.as_deref()), (429, Some("ThrottlingException")));
         assert_eq!(classify(&ProviderError::Status(s)), Disposition::Retry);
         assert_eq!(classify(&ProviderError::Status(status(503, "ServiceUnavailableException", "unavailable"))), Disposition::Retry);
         assert_eq!(classify(&ProviderError::Status(status(429, "ModelNotReadyException", "loading"))), Disposition::Retry);
@@ -547,6 +549,8 @@ mod tests {
         assert_eq!(classify(&ProviderError::Status(status(404, "ResourceNotFoundException", "no model"))), Disposition::NextTarget { counts: true });
         assert_eq!(classify(&ProviderError::Status(status(424, "ModelErrorException", "model failed"))), Disposition::Retry);
         let v = status(400, "ValidationException", "Malformed input request: #: extraneous key [foo] is not permitted");
+        // The caller sees OpenAI's error type; AWS's exception name is the code.
+        assert_eq!((v.error_type.as_deref(), v.code.as_deref()), (Some("invalid_request_error"), Some("ValidationException")));
         assert_eq!(classify(&ProviderError::Status(v)), Disposition::Fail);
         for m in ["Input is too long for requested model.", "The model returned the following errors: prompt is too long: 210000 tokens > 200000 maximum", "too many input tokens"] {
             let s = status(400, "ValidationException", m);

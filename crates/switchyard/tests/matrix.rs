@@ -197,7 +197,9 @@ impl Egress {
     fn model(self) -> &'static str {
         match self {
             Egress::OpenAi => "gpt-4o-mini",
-            Egress::Groq => "llama-3.1-8b-instant",
+            // A multimodal Groq model: the bundled table marks llama-3.1-8b-instant as text-only,
+            // and the gateway would (rightly) not send it the image cells.
+            Egress::Groq => "meta-llama/llama-4-scout-17b-16e-instruct",
             Egress::Azure => "my-gpt-4o-deployment",
             Egress::Anthropic => "claude-sonnet-4-5",
             Egress::Gemini => "gemini-2.5-flash",

@@ -203,10 +203,14 @@ async fn rules_pick_the_alias_by_header_user_and_metadata() {
 }
 
 #[tokio::test]
-async fn a_429_keeps_the_target_out_until_its_retry_after() {
+async fn under_usage_a_429_keeps_the_target_out_until_its_retry_after() {
     let a = FakeUpstream::start(Script::new().then(Step::rate_limited("30")).default_step(Step::ok())).await;
     let b = fake(Step::ok()).await;
-    let gw = start(&two_targets(&a, &b, "[models.chat.retry]\nattempts_per_target = 1")).await;
+    let gw = start(&format!(
+        "{}\n[models.chat]\nstrategy = \"usage\"\ntargets = [\"a/m\", \"b/m\"]\n[models.chat.retry]\nattempts_per_target = 1\n{FAST}",
+        providers(&[("a", &a), ("b", &b)])
+    ))
+    .await;
     assert_eq!(gw.chat(&chat_body("chat")).await.header("x-switchyard-provider"), "b");
     for _ in 0..5 {
         assert_eq!(gw.chat(&chat_body("chat")).await.header("x-switchyard-provider"), "b");

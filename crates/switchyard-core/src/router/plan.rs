@@ -2,7 +2,8 @@
 //! then each `fallback` alias in turn): drop the targets that cannot serve the request
 //! (capability filters: context window, tools, vision, JSON mode), order the rest with the
 //! pool's strategy. Then, across the whole plan: targets marked unhealthy by the active checks
-//! or kept out after a 429 go last (still tried before giving up), and with a budget the
+//! (and, under the `usage` strategy, targets kept out after a 429 until their reset) go last
+//! (still tried before giving up), and with a budget the
 //! targets whose estimated cost fits it go first. When a target was dropped because the prompt
 //! did not fit its context window, the alias's `context_fallback` pools follow.
 //!
@@ -179,9 +180,11 @@ pub fn plan_with<'a>(alias: &'a Alias, features: &mut Features<'_>, opts: RouteO
         }
     }
     let Builder { mut plan, costs, .. } = b;
-    // Unhealthy or rate-limited targets last; with a budget, those that fit it first.
+    // Unhealthy targets last (and, under `usage`, those kept out after a 429); with a budget,
+    // those that fit it first.
+    let usage = kind == StrategyKind::Usage;
     let rank = |i: usize, t: &Target| -> u8 {
-        let out = t.stats.health() == super::stats::Health::Unhealthy || t.stats.is_blocked();
+        let out = t.stats.health() == super::stats::Health::Unhealthy || (usage && t.stats.is_blocked());
         let budget = match (max_cost, costs.get(i).copied().flatten()) {
             (None, _) => 0,
             (Some(max), Some(c)) if c <= max => 0,

@@ -183,7 +183,7 @@ targets = ["a/x", "b/x"]
 }
 
 #[test]
-fn unhealthy_and_rate_limited_targets_go_last() {
+fn unhealthy_targets_go_last_and_rate_limited_ones_under_usage() {
     let r = routes(
         r#"
 [models.p]
@@ -193,9 +193,12 @@ targets = ["a/x", "b/x", "c/x"]
     let alias = r.alias("p").unwrap();
     alias.targets[0].stats.set_health(Health::Unhealthy);
     alias.targets[1].stats.rate_limited(Some(Duration::from_secs(60)));
-    assert_eq!(order(&r, "p", HI, RouteOptions::default(), 1), ["c/x", "a/x", "b/x"]);
+    // A 429 keeps a target out under `usage`; other strategies leave 429s to the breaker.
+    assert_eq!(order(&r, "p", HI, RouteOptions::default(), 1), ["b/x", "c/x", "a/x"]);
+    let usage = RouteOptions { strategy: Some(StrategyKind::Usage), ..Default::default() };
+    assert_eq!(order(&r, "p", HI, usage, 1), ["c/x", "a/x", "b/x"]);
     alias.targets[0].stats.set_health(Health::Healthy);
-    assert_eq!(order(&r, "p", HI, RouteOptions::default(), 1), ["a/x", "c/x", "b/x"]);
+    assert_eq!(order(&r, "p", HI, usage, 1), ["a/x", "c/x", "b/x"]);
 }
 
 #[test]

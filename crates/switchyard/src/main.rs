@@ -185,6 +185,57 @@ async fn check(path: Option<std::path::PathBuf>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `strategy=... fallback=... ...`: an alias's routing keys that are set.
+fn routing_line(r: &switchyard_core::config::AliasRouting) -> String {
+    use switchyard_core::config::{Exhausted, HedgeDelay};
+    let mut parts = vec![format!("strategy: {}", r.strategy.name())];
+    if let Some(f) = &r.fallback {
+        parts.push(format!("fallback: {f}"));
+    }
+    if let Some(f) = &r.context_fallback {
+        parts.push(format!("context_fallback: {f}"));
+    }
+    if let Some(c) = r.max_cost {
+        parts.push(format!("max_cost: ${c}"));
+    }
+    if let Some(h) = &r.hedge {
+        let after = match h.after {
+            HedgeDelay::Fixed(d) => format_duration(d),
+            HedgeDelay::P95 { fallback } => format!("p95 (initially {})", format_duration(fallback)),
+        };
+        parts.push(format!("hedge after {after}, up to {} extra", h.max));
+    }
+    if r.stream.commit_chunks > 0 {
+        parts.push(format!("stream commits after {} content chunks", r.stream.commit_chunks));
+    }
+    if r.stream.recover {
+        parts.push("mid-stream recovery".into());
+    }
+    if r.refusal_fallback {
+        parts.push("refusal fallback".into());
+    }
+    match &r.on_exhausted {
+        Exhausted::LastError => {}
+        Exhausted::Unavailable { retry_after } => parts.push(format!("on exhausted: 503, Retry-After {}", format_duration(*retry_after))),
+        Exhausted::Static { .. } => parts.push("on exhausted: static answer".into()),
+    }
+    parts.join(", ")
+}
+
+/// `weight 1, $2.5/$10 per 1M, context 128000, tools yes, vision yes, json yes`.
+fn target_line(t: &switchyard_core::config::TargetRouting) -> String {
+    let yn = |b: Option<bool>| b.map_or("?", |b| if b { "yes" } else { "no" });
+    let price = t.price.map_or("price unknown".to_owned(), |p| format!("${}/${} per 1M in/out", p.input, p.output));
+    let window = t.caps.context_window.map_or("?".to_owned(), |w| w.to_string());
+    format!(
+        "routing: weight {}, {price}, context {window}, tools {}, vision {}, json {}",
+        t.weight,
+        yn(t.caps.tools),
+        yn(t.caps.vision),
+        yn(t.caps.json_mode)
+    )
+}
+
 /// The resolved routing table, as `check` prints it. Secrets never appear: providers describe
 /// themselves with their keys redacted.
 fn routing_table(config: &Config, gateway: &Gateway) -> String {
@@ -205,6 +256,7 @@ fn routing_table(config: &Config, gateway: &Gateway) -> String {
             s.retry.max_attempts,
             format_duration(s.timeouts.total)
         );
+        let _ = writeln!(out, "    {}", routing_line(&m.routing));
         for (i, t) in m.targets.iter().enumerate() {
             let r = &t.settings.retry;
             let b = &t.settings.breaker;
@@ -228,6 +280,7 @@ fn routing_table(config: &Config, gateway: &Gateway) -> String {
                 format_duration(to.first_byte),
                 format_duration(to.idle),
             );
+            let _ = writeln!(out, "       {}", target_line(&t.routing));
         }
     }
     out

@@ -160,7 +160,7 @@ async fn gemini_translation_single_batch_dimensions_and_base64() {
     let v = r.json();
     assert_list(&v, 1);
     assert_eq!(vectors(&v)[0].len(), 32);
-    assert_eq!(v["usage"]["prompt_tokens"], 3, "estimated: 11 bytes / 4");
+    assert_eq!(v["usage"]["prompt_tokens"], 2, "counted (cl100k_base): \"hello\", \" there\"");
     let sent = gemini.last_request().unwrap();
     assert_eq!(sent.uri, "/v1beta/models/gemini-embedding-001:embedContent");
     assert_eq!(sent.headers["x-goog-api-key"], GKEY);

@@ -26,7 +26,7 @@ use super::{
     Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, Provider, ProviderError, Reply, Spec, UpstreamStatus, Usage,
     options,
 };
-use crate::wire::openai::embeddings::{EmbedInput, EmbeddingFields, estimate_tokens, list_body};
+use crate::wire::openai::embeddings::{EmbedInput, EmbeddingFields, list_body};
 use crate::wire::gemini::stream::{OutChunk, SseTranslator, StreamError};
 use crate::wire::gemini::{AnswerMeta, CallIds, RequestSettings, TranslateError, completion_body, to_gemini_request};
 use crate::wire::openai::types::ChatCompletionRequest;
@@ -308,7 +308,7 @@ pub fn from_gemini_embed(bytes: &[u8], alias: &str, fields: &EmbeddingFields, ba
     if vectors.len() != expected {
         return Err(ProviderError::Protocol(format!("Gemini returned {} embeddings for {expected} inputs", vectors.len())));
     }
-    let prompt = estimate_tokens(fields.input.bytes());
+    let prompt = fields.input.count_tokens();
     let usage = Usage { prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt };
     Ok(Embeddings { body: list_body(alias, &vectors, fields.base64(), usage), usage: Some(usage) })
 }

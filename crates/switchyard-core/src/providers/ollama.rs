@@ -29,7 +29,7 @@ use super::{
     Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, Provider, ProviderError, Reply, Spec, UpstreamStatus, Usage,
     options,
 };
-use crate::wire::openai::embeddings::{EmbedInput, EmbeddingFields, estimate_tokens, list_body};
+use crate::wire::openai::embeddings::{EmbedInput, EmbeddingFields, list_body};
 use crate::wire::ndjson::NdjsonParser;
 use crate::wire::openai::types::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice, ChunkChoice, Content, ContentPart, Delta,
@@ -212,7 +212,7 @@ pub fn from_ollama_embed(bytes: &[u8], alias: &str, fields: &EmbeddingFields) ->
     if vectors.len() != expected {
         return Err(ProviderError::Protocol(format!("Ollama returned {} embeddings for {expected} inputs", vectors.len())));
     }
-    let prompt = a.prompt_eval_count.unwrap_or_else(|| estimate_tokens(fields.input.bytes()));
+    let prompt = a.prompt_eval_count.unwrap_or_else(|| fields.input.count_tokens());
     let usage = Usage { prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt };
     Ok(Embeddings { body: list_body(alias, &vectors, fields.base64(), usage), usage: Some(usage) })
 }

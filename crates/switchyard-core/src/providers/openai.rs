@@ -22,6 +22,7 @@ use serde::Deserialize;
 use super::http::{HttpClient, MAX_BODY, client, extra_headers, read_body, send_checked, upstream_status};
 use super::{Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, Provider, ProviderError, Reply, Spec, options};
 use crate::wire::openai::embeddings::{EmbedNormalizeError, normalize_list};
+use crate::wire::openai::features::RequestFeatures;
 use crate::wire::openai::{NormalizeError, normalize_chunk, normalize_completion};
 use crate::wire::sse::{SseEvent, SseParser};
 
@@ -232,7 +233,11 @@ impl Provider for OpenAi {
                         super::http::redact(&text.chars().take(200).collect::<String>(), &[])
                     )));
                 }
-                let estimate = (!self.stream_usage).then(|| estimate_tokens(call.request.body.len()));
+                let estimate = (!self.stream_usage).then(|| Counting {
+                    prompt: RequestFeatures::parse(&call.request.body).prompt_tokens(call.upstream_model),
+                    model: call.upstream_model.into(),
+                    text: String::new(),
+                });
                 return Ok(Reply::Stream(Box::pin(SseChunks::new(body, call.alias, call.request.include_usage, estimate))));
             }
             let bytes = read_body(body, call.timeouts.idle, MAX_BODY).await?;
@@ -286,9 +291,29 @@ impl Provider for OpenAi {
     }
 }
 
-/// Rough token count for `bytes` of text or JSON, where the upstream reports none.
-fn estimate_tokens(bytes: usize) -> u64 {
-    crate::wire::openai::embeddings::estimate_tokens(bytes)
+/// Usage counted by the gateway for an upstream that reports none on streams: the prompt's
+/// tokens, and the streamed text and tool-call arguments, counted at the end.
+struct Counting {
+    prompt: u64,
+    model: Box<str>,
+    text: String,
+}
+
+impl Counting {
+    /// Adds a content chunk's text.
+    fn add(&mut self, data: &[u8]) {
+        let Ok(chunk) = serde_json::from_slice::<crate::wire::openai::types::ChatCompletionChunk>(data) else { return };
+        for choice in chunk.choices {
+            let d = choice.delta;
+            for t in [d.content, d.refusal].into_iter().flatten() {
+                self.text.push_str(&t);
+            }
+            for call in d.tool_calls.into_iter().flatten() {
+                self.text.push_str(call.function.name.as_deref().unwrap_or(""));
+                self.text.push_str(call.function.arguments.as_deref().unwrap_or(""));
+            }
+        }
+    }
 }
 
 /// An OpenAI SSE body turned into normalized chunks.
@@ -298,10 +323,8 @@ struct SseChunks {
     alias: Box<str>,
     /// The caller asked for a usage chunk.
     keep_usage: bool,
-    /// For upstreams that report no stream usage: the estimated prompt tokens, and the bytes of
-    /// content seen so far, to estimate usage at the end.
-    estimate: Option<u64>,
-    content_bytes: usize,
+    /// For upstreams that report no stream usage: the counted prompt and the streamed text.
+    estimate: Option<Counting>,
     usage_seen: bool,
     /// An id/created pair to label a synthesized usage chunk.
     last_id: Option<Bytes>,
@@ -310,14 +333,13 @@ struct SseChunks {
 }
 
 impl SseChunks {
-    fn new(body: Incoming, alias: &str, keep_usage: bool, estimate: Option<u64>) -> Self {
+    fn new(body: Incoming, alias: &str, keep_usage: bool, estimate: Option<Counting>) -> Self {
         SseChunks {
             body,
             parser: SseParser::new(),
             alias: alias.into(),
             keep_usage,
             estimate,
-            content_bytes: 0,
             usage_seen: false,
             last_id: None,
             finished: false,
@@ -328,11 +350,12 @@ impl SseChunks {
     /// At a clean end: for an upstream that reported no usage, a usage chunk with an estimate
     /// (sent to the caller only if it asked for usage).
     fn synthesized_usage(&mut self) -> Option<Result<Chunk, ProviderError>> {
-        let prompt = self.estimate.take()?;
+        let counted = self.estimate.take()?;
         if self.usage_seen {
             return None;
         }
-        let completion = estimate_tokens(self.content_bytes);
+        let prompt = counted.prompt;
+        let completion = crate::tokens::count(&counted.model, &counted.text);
         let usage = crate::wire::openai::Usage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
         let data = if self.keep_usage {
             let chunk = crate::wire::openai::types::ChatCompletionChunk {
@@ -375,9 +398,9 @@ impl SseChunks {
             Ok(c) => {
                 self.finished |= c.finish;
                 self.usage_seen |= c.usage.is_some();
-                if self.estimate.is_some() {
+                if let Some(counting) = &mut self.estimate {
                     if c.content {
-                        self.content_bytes += ev.data.len().saturating_sub(120);
+                        counting.add(&ev.data);
                     }
                     if self.last_id.is_none() {
                         self.last_id = chunk_id(&ev.data);

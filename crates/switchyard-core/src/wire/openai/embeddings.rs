@@ -162,6 +162,17 @@ impl EmbedInput {
     }
 
     /// Total bytes of text (token arrays: four bytes a token), for usage estimates.
+    /// The input's tokens, for usage when the upstream reports none: token-id inputs are
+    /// their length, text is counted with `cl100k_base` (see [`crate::tokens`]).
+    pub fn count_tokens(&self) -> u64 {
+        match self {
+            EmbedInput::Text(t) => crate::tokens::count("", t),
+            EmbedInput::Texts(ts) => ts.iter().map(|t| crate::tokens::count("", t)).sum(),
+            EmbedInput::Tokens(ts) => ts.len() as u64,
+            EmbedInput::TokenBatches(bs) => bs.iter().map(|b| b.len() as u64).sum(),
+        }
+    }
+
     pub fn bytes(&self) -> usize {
         match self {
             EmbedInput::Text(t) => t.len(),
@@ -195,6 +206,7 @@ impl EmbeddingFields {
 }
 
 /// Rough token count for `bytes` of text, where the upstream reports none.
+/// Rough token count for `bytes` of text or JSON, where nothing better is at hand.
 pub fn estimate_tokens(bytes: usize) -> u64 {
     (bytes as u64).div_ceil(4).max(1)
 }

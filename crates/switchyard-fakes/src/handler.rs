@@ -339,7 +339,14 @@ async fn perform(conn: &Connection, mut step: &Step, exchange: &Exchange) -> Han
             ]);
             sse_response(FakeBody::stream(frames, Tail::End, tracker))
         }
-        Step::PreambleThenError { message } => {
+        Step::ErrorAfter { after, message } if exchange.stream => {
+            let mut frames = VecDeque::with_capacity(after + 2);
+            frames.push_back((Duration::ZERO, meta.chunk_preamble()));
+            frames.extend(filler_pieces(*after).map(|p| (Duration::ZERO, meta.chunk_content(p))));
+            frames.push_back((Duration::ZERO, wire::sse_error(message)));
+            sse_response(FakeBody::stream(frames, Tail::End, tracker))
+        }
+        Step::PreambleThenError { message } | Step::ErrorAfter { message, .. } => {
             let body = wire::error_body(message, "server_error", None, None);
             json_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -496,7 +503,7 @@ async fn embeddings(conn: &Connection, request: Request<Incoming>) -> HandlerRes
             }
             response
         }
-        Step::PreambleThenError { message } => {
+        Step::PreambleThenError { message } | Step::ErrorAfter { message, .. } => {
             let body = wire::error_body(message, "server_error", None, None);
             json_response(StatusCode::INTERNAL_SERVER_ERROR, FakeBody::full(body, Some(tracker)))
         }

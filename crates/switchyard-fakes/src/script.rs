@@ -120,6 +120,9 @@ pub enum Step {
     /// `data: {"error":{"message":..,"type":"server_error","param":null,"code":null}}` and the
     /// end of the stream (no `[DONE]`).
     PreambleThenError { message: String },
+    /// Streaming: 200, the preamble and `after` content chunks, then an error event (as in
+    /// [`Step::PreambleThenError`]) and the end of the stream. Non-streaming: 500 with the message.
+    ErrorAfter { after: usize, message: String },
     /// Streaming: 200, the preamble and `after` content chunks, then the connection is aborted
     /// mid-body (no finish chunk, no `[DONE]`).
     DropAfter { after: usize },

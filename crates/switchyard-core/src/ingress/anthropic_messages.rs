@@ -9,7 +9,6 @@
 //! Errors are Anthropic's error JSON (or an `event: error` once a stream has started). Auth
 //! headers (`x-api-key` or `Authorization: Bearer`) and any `anthropic-version` are accepted.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -17,17 +16,18 @@ use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use futures_util::{StreamExt, stream};
+use futures_util::stream;
 use http::{HeaderValue, StatusCode, header};
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 
 use super::error::ApiError;
 use super::respond::{chain_failed, rejected, served_by, served_headers};
 use super::{AppState, RequestId};
-use crate::providers::{Chunk, ProviderError, TimeoutKind, answer_format};
+use crate::providers::{Chunk, ProviderError, answer_format};
 use crate::router::Alias;
 use super::route::route;
-use crate::router::chain::{self, Answer, CommittedStream};
+use crate::router::chain::{self, Answer};
+use crate::router::recover::LiveStream;
 use crate::router::plan::plan;
 use crate::telemetry::request_log::RequestLog;
 use crate::wire::Format;
@@ -103,7 +103,8 @@ pub async fn messages(State(state): State<Arc<AppState>>, Extension(id): Extensi
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
             let translate = (!native).then(|| ToAnthropic::new(&typed.model));
-            (StatusCode::OK, headers, Body::from_stream(relay(s, log, translate))).into_response()
+            let live = LiveStream::new(s, &alias, &plan, target, &request, log.trace.sent, log.started);
+            (StatusCode::OK, headers, Body::from_stream(relay(live, log, translate))).into_response()
         }
     }
 }
@@ -155,19 +156,16 @@ fn translate_completion(body: &[u8], model: &str) -> Result<Bytes, String> {
 
 /// A committed stream on its way to the caller as Anthropic events.
 struct Relay {
-    pending: VecDeque<Bytes>,
-    stream: CommittedStream,
+    stream: LiveStream,
     log: RequestLog,
     /// Translates OpenAI chunks; `None` when the target answers in Anthropic's events natively.
     translate: Option<ToAnthropic>,
-    finished: bool,
     done: bool,
 }
 
 impl Relay {
     /// The SSE bytes for one chunk (possibly none: usage meant for the gateway only).
     fn render(&mut self, chunk: &Chunk) -> Result<Bytes, ProviderError> {
-        self.finished |= chunk.finish;
         if chunk.usage.is_some() {
             self.log.usage = chunk.usage;
         }
@@ -188,23 +186,16 @@ impl Relay {
     /// The clean end: the closing events of a translated stream.
     fn end(&mut self) -> Bytes {
         self.done = true;
+        self.stream.settle(&mut self.log);
         self.log.emit("ok");
         self.translate.as_mut().map(|t| frames(t.finish())).unwrap_or_default()
     }
 
-    /// Ends the stream after an upstream failure with an explicit `event: error` (unless the
-    /// answer had already finished, in which case it is closed normally).
+    /// Ends the stream after an upstream failure (already recorded) with an explicit
+    /// `event: error`.
     fn fail(&mut self, e: ProviderError) -> Bytes {
-        if self.finished {
-            return self.end();
-        }
         self.done = true;
-        self.stream.breaker.record_failure();
-        self.log.trace.attempts.push(chain::AttemptRecord {
-            target: self.log.provider.clone().unwrap_or_default(),
-            outcome: chain::Outcome::Failed(e.clone()),
-            duration: self.log.started.elapsed(),
-        });
+        self.stream.settle(&mut self.log);
         self.log.emit("stream_error");
         let kind = if matches!(e.status(), Some(503 | 529)) { "overloaded_error" } else { "api_error" };
         let body = ErrorResponse::new(kind, ApiError::mid_stream(&e).message);
@@ -229,42 +220,30 @@ fn frames(events: Vec<wire::types::StreamEvent>) -> Bytes {
     out.freeze()
 }
 
-/// Relays a committed stream as Anthropic events: the held-back preamble and first content
-/// chunk, then each chunk as it arrives, with the idle timeout between chunks and the call's
-/// deadline. Dropping the body (the client went away) drops the upstream stream, cancelling it.
-fn relay(s: CommittedStream, log: RequestLog, translate: Option<ToAnthropic>) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
-    let held: Vec<Chunk> = s.preamble.iter().cloned().chain(std::iter::once(s.first.clone())).collect();
-    let mut relay = Relay { pending: VecDeque::new(), stream: s, log, translate, finished: false, done: false };
-    for chunk in &held {
-        let out = match relay.render(chunk) {
-            Ok(b) => b,
-            Err(e) => relay.fail(e),
-        };
-        relay.pending.push_back(out);
-        if relay.done {
-            break;
-        }
-    }
-    stream::unfold(relay, |mut r| async move {
+/// Relays a committed stream as Anthropic events: the held-back chunks, then each chunk as it
+/// arrives ([`LiveStream`]: idle timeout, deadline, mid-stream recovery of translated streams).
+/// Dropping the body (the client went away) drops the upstream stream, cancelling it.
+fn relay(stream: LiveStream, log: RequestLog, translate: Option<ToAnthropic>) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
+    stream::unfold(Relay { stream, log, translate, done: false }, |mut r| async move {
         loop {
-            if let Some(b) = r.pending.pop_front() {
-                if b.is_empty() {
-                    continue;
-                }
-                return Some((Ok(b), r));
-            }
             if r.done {
                 return None;
             }
-            let idle_at = Instant::now() + r.stream.idle;
-            let (at, kind) = if idle_at < r.stream.deadline { (idle_at, TimeoutKind::Idle) } else { (r.stream.deadline, TimeoutKind::Total) };
-            let out = match timeout_at(at, r.stream.rest.next()).await {
-                Ok(Some(Ok(chunk))) => r.render(&chunk).unwrap_or_else(|e| r.fail(e)),
-                Ok(None) => r.end(),
-                Ok(Some(Err(e))) => r.fail(e),
-                Err(_) => r.fail(ProviderError::Timeout(kind)),
+            let out = match r.stream.next().await {
+                Some(Ok(chunk)) => match r.render(&chunk) {
+                    Ok(b) => b,
+                    Err(_) if r.stream.finished() => r.end(),
+                    Err(e) => {
+                        r.stream.broke(&e);
+                        r.fail(e)
+                    }
+                },
+                None => r.end(),
+                Some(Err(e)) => r.fail(e),
             };
-            r.pending.push_back(out);
+            if !out.is_empty() {
+                return Some((Ok(out), r));
+            }
         }
     })
 }

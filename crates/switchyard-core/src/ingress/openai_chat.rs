@@ -1,7 +1,6 @@
 //! `POST /v1/chat/completions`: parse only what routing needs, run the alias's chain, answer in
 //! OpenAI's format (JSON, or SSE relayed chunk by chunk).
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -9,16 +8,16 @@ use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use futures_util::{StreamExt, stream};
+use futures_util::stream;
 use http::{HeaderValue, StatusCode, header};
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 
 use super::error::ApiError;
 use super::respond::{chain_failed, rejected, served_by, served_headers};
 use super::{AppState, RequestId};
-use crate::providers::{Chunk, ProviderError, TimeoutKind};
 use super::route::route;
-use crate::router::chain::{self, Answer, CommittedStream};
+use crate::router::chain::{self, Answer};
+use crate::router::recover::LiveStream;
 use crate::router::plan::plan;
 use crate::telemetry::request_log::RequestLog;
 use crate::wire::openai::ChatRequest;
@@ -62,7 +61,8 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, Extension(id):
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            (StatusCode::OK, headers, Body::from_stream(relay(s, log))).into_response()
+            let live = LiveStream::new(s, &alias, &plan, target, &request, log.trace.sent, log.started);
+            (StatusCode::OK, headers, Body::from_stream(relay(live, log))).into_response()
         }
     }
 }
@@ -79,75 +79,48 @@ fn frame(data: &[u8]) -> Bytes {
 }
 
 struct Relay {
-    pending: VecDeque<Bytes>,
-    stream: CommittedStream,
+    stream: LiveStream,
     log: RequestLog,
-    finished: bool,
     done: bool,
 }
 
 impl Relay {
-    fn observe(&mut self, chunk: &Chunk) {
-        self.finished |= chunk.finish;
-        if chunk.usage.is_some() {
-            self.log.usage = chunk.usage;
-        }
-    }
-
-    /// Ends the stream after an upstream failure: an explicit error event, never a clean
-    /// `[DONE]` (unless the answer had already finished, in which case it is complete).
-    fn fail(&mut self, e: ProviderError) -> Bytes {
+    /// Ends the log line with what happened after the commit.
+    fn settle(&mut self, outcome: &'static str) {
         self.done = true;
-        if self.finished {
-            self.log.emit("ok");
-            return Bytes::from_static(DONE);
-        }
-        self.stream.breaker.record_failure();
-        self.log.trace.attempts.push(chain::AttemptRecord {
-            target: self.log.provider.clone().unwrap_or_default(),
-            outcome: chain::Outcome::Failed(e.clone()),
-            duration: self.log.started.elapsed(),
-        });
-        self.log.emit("stream_error");
-        ApiError::mid_stream(&e).sse_event()
+        self.stream.settle(&mut self.log);
+        self.log.emit(outcome);
     }
 }
 
-/// Relays a committed stream as SSE: the held-back preamble, the first content chunk, then each
-/// upstream chunk as it arrives, with the idle timeout between chunks and the call's deadline.
-/// Dropping the body (the client went away) drops the upstream stream, which cancels it.
-fn relay(s: CommittedStream, log: RequestLog) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
-    let pending: VecDeque<Bytes> =
-        s.preamble.iter().chain(std::iter::once(&s.first)).filter(|c| !c.data.is_empty()).map(|c| frame(&c.data)).collect();
-    let first = s.first.clone();
-    let mut relay = Relay { pending, stream: s, log, finished: false, done: false };
-    relay.observe(&first);
-    stream::unfold(relay, |mut r| async move {
-        if let Some(b) = r.pending.pop_front() {
-            return Some((Ok(b), r));
-        }
+/// Relays a committed stream as SSE: the held-back chunks, then each upstream chunk as it
+/// arrives ([`LiveStream`]: idle timeout, deadline, mid-stream recovery). A stream that breaks
+/// for good ends with an explicit error event, never a clean `[DONE]`. Dropping the body (the
+/// client went away) drops the upstream stream, which cancels it.
+fn relay(stream: LiveStream, log: RequestLog) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
+    stream::unfold(Relay { stream, log, done: false }, |mut r| async move {
         if r.done {
             return None;
         }
         loop {
-            let idle_at = Instant::now() + r.stream.idle;
-            let (at, kind) =
-                if idle_at < r.stream.deadline { (idle_at, TimeoutKind::Idle) } else { (r.stream.deadline, TimeoutKind::Total) };
-            let out = match timeout_at(at, r.stream.rest.next()).await {
-                Ok(Some(Ok(chunk))) => {
-                    r.observe(&chunk);
+            let out = match r.stream.next().await {
+                Some(Ok(chunk)) => {
+                    if chunk.usage.is_some() {
+                        r.log.usage = chunk.usage;
+                    }
                     if chunk.data.is_empty() {
                         continue; // usage the gateway asked for, not the caller
                     }
                     frame(&chunk.data)
                 }
-                Ok(None) => {
-                    r.done = true;
-                    r.log.emit("ok");
+                None => {
+                    r.settle("ok");
                     Bytes::from_static(DONE)
                 }
-                Ok(Some(Err(e))) => r.fail(e),
-                Err(_) => r.fail(ProviderError::Timeout(kind)),
+                Some(Err(e)) => {
+                    r.settle("stream_error");
+                    ApiError::mid_stream(&e).sse_event()
+                }
             };
             return Some((Ok(out), r));
         }

@@ -211,6 +211,10 @@ impl Provider for Anthropic {
         )
     }
 
+    fn prefills_assistant(&self) -> bool {
+        true
+    }
+
     fn native_format(&self) -> Option<Format> {
         Some(Format::AnthropicMessages)
     }

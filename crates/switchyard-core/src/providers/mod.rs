@@ -47,6 +47,14 @@ pub trait Provider: Send + Sync + 'static {
         None
     }
 
+    /// Whether the provider continues a conversation's final assistant message (assistant
+    /// prefill, as Anthropic's Messages API does) instead of answering it. Mid-stream recovery
+    /// sends such providers the partial answer as that final message; the others get it followed
+    /// by a user message asking to continue.
+    fn prefills_assistant(&self) -> bool {
+        false
+    }
+
     /// Sends one embeddings request upstream and answers with an OpenAI-shaped
     /// `{"object": "list", ...}` body labelled with the alias. Kinds without an embeddings API
     /// keep this default, so the chain moves on to a target that has one.

@@ -464,6 +464,7 @@ impl NdjsonChunks {
             model: self.meta.alias.clone(),
             choices: vec![ChunkChoice { index: 0, delta, logprobs: None, finish_reason: finish }],
             usage: if self.include_usage { Some(usage.flatten()) } else { None },
+            switchyard: None,
         };
         Bytes::from(serde_json::to_vec(&c).unwrap_or_default())
     }
@@ -508,6 +509,7 @@ impl NdjsonChunks {
                     model: self.meta.alias.clone(),
                     choices: Vec::new(),
                     usage: Some(Some(usage)),
+                    switchyard: None,
                 };
                 Bytes::from(serde_json::to_vec(&c).unwrap_or_default())
             } else {

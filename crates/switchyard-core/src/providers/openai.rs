@@ -370,6 +370,7 @@ impl SseChunks {
                     total_tokens: prompt + completion,
                     ..Default::default()
                 })),
+                switchyard: None,
             };
             Bytes::from(serde_json::to_vec(&chunk).unwrap_or_default())
         } else {

@@ -130,6 +130,8 @@ pub struct CommittedStream {
     pub rest: ChunkStream,
     pub idle: Duration,
     pub deadline: Instant,
+    /// The target's `provider/model`, for the trace and the recovery marker.
+    pub target: Arc<str>,
     /// The target's breaker, to record a failure that happens after the commit.
     pub breaker: Arc<Breaker>,
     /// The target's stats; the stream counts as in flight until this drops.
@@ -157,7 +159,7 @@ pub enum ChainError {
 }
 
 /// A chat answer held back while the chain looks for a target that does not refuse.
-type Refusal<'a> = std::sync::Mutex<Option<Served<'a>>>;
+pub(super) type Refusal<'a> = std::sync::Mutex<Option<Served<'a>>>;
 
 /// Runs a chat `request` along `plan` until one target answers. With `refusal_fallback`, a
 /// refusal moves on, but is the answer if no other target gives one; when every target
@@ -488,7 +490,7 @@ fn is_refusal(data: &[u8]) -> bool {
 /// content, buffering any preamble, and with a commit threshold (`[stream] commit_chunks`)
 /// for that many content chunks or until `commit_within` has passed since the first. With
 /// `refusal_fallback`, a refusal is held in `refused` and reported as a failure.
-async fn attempt<'a>(alias: &Alias, target: &'a Target, request: &ChatRequest, deadline: Instant, refused: &Refusal<'a>) -> Result<Answer, ProviderError> {
+pub(super) async fn attempt<'a>(alias: &Alias, target: &'a Target, request: &ChatRequest, deadline: Instant, refused: &Refusal<'a>) -> Result<Answer, ProviderError> {
     let in_flight = target.stats.begin();
     let (first_byte_at, timeout_kind) = first_byte_limit(target, deadline);
     let call = Call { request, upstream_model: &target.model, alias: &alias.name, timeouts: &target.timeouts };
@@ -513,20 +515,32 @@ async fn attempt<'a>(alias: &Alias, target: &'a Target, request: &ChatRequest, d
     let mut content_chunks = 0u32;
     let mut hold_until: Option<Instant> = None;
     loop {
-        let limit = match hold_until {
-            Some(at) => at.min(deadline),
-            None => first_byte_at,
+        // While holding, a gap longer than `idle` is a stalled upstream, which fails over like
+        // any failure before the commit (nothing has reached the caller yet).
+        let (limit, stalled) = match hold_until {
+            Some(at) => {
+                let window = at.min(deadline);
+                let idle_at = Instant::now() + target.timeouts.idle;
+                if idle_at < window { (idle_at, true) } else { (window, false) }
+            }
+            None => (first_byte_at, false),
         };
         let next = match timeout_at(limit, stream.next()).await {
+            Err(_) if stalled => return Err(ProviderError::Timeout(TimeoutKind::Idle)),
             Err(_) if hold_until.is_some() => None, // the commit window ran out: commit what we have
             Err(_) => return Err(ProviderError::Timeout(timeout_kind)),
-            Ok(None) if content_chunks > 0 => None, // a short answer ended inside the threshold
+            Ok(None) if content_chunks > 0 => {
+                // A short answer ended inside the threshold: relay it whole, and never poll the
+                // finished stream again (a stream polled after its end may panic).
+                stream = Box::pin(futures_util::stream::empty());
+                None
+            }
             Ok(None) => return Err(ProviderError::Stream("the stream ended before any content".into())),
             Ok(Some(Err(e))) => return Err(e),
             Ok(Some(Ok(chunk))) => Some(chunk),
         };
         let commit = |preamble: Vec<Chunk>, first: Chunk, rest: ChunkStream, in_flight: InFlight| {
-            Answer::Stream(CommittedStream { preamble, first, rest, idle: target.timeouts.idle, deadline, breaker: target.breaker.clone(), in_flight })
+            Answer::Stream(CommittedStream { preamble, first, rest, idle: target.timeouts.idle, deadline, target: target.label.clone(), breaker: target.breaker.clone(), in_flight })
         };
         let Some(chunk) = next else {
             // Commit the held chunks: the last one is the "first" to relay after the others.

@@ -5,6 +5,7 @@
 pub mod breaker;
 pub mod chain;
 pub mod plan;
+pub mod recover;
 pub mod retry;
 pub mod rules;
 pub mod stats;

@@ -176,6 +176,7 @@ impl ToOpenAi {
             choices: Vec::new(),
             // OpenAI sends `"usage": null` on every chunk but the last when usage was asked for.
             usage: self.include_usage.then_some(None),
+            switchyard: None,
         }
     }
 
@@ -226,11 +227,22 @@ pub struct ToAnthropic {
     tool_blocks: Vec<(u32, u32, Option<String>)>,
     stop_reason: Option<&'static str>,
     usage: Option<UsageDetail>,
+    /// The recovery marker of the chunks (`"switchyard"`), passed on in `message_delta`.
+    marker: Option<Value>,
 }
 
 impl ToAnthropic {
     pub fn new(model: &str) -> ToAnthropic {
-        ToAnthropic { model: model.to_owned(), started: false, next_block: 0, open: None, tool_blocks: Vec::new(), stop_reason: None, usage: None }
+        ToAnthropic {
+            model: model.to_owned(),
+            started: false,
+            next_block: 0,
+            open: None,
+            tool_blocks: Vec::new(),
+            stop_reason: None,
+            usage: None,
+            marker: None,
+        }
     }
 
     /// Usage learned outside the chunks' JSON (e.g. by the gateway for itself), used when no
@@ -253,6 +265,9 @@ impl ToAnthropic {
         if let Some(Some(usage)) = &chunk.usage {
             self.usage = Some(*usage);
         }
+        if let Some(marker) = &chunk.switchyard {
+            self.marker = Some(marker.clone());
+        }
         for choice in chunk.choices.iter().filter(|c| c.index == 0) {
             self.on_delta(&choice.delta, &mut out);
             if let Some(reason) = &choice.finish_reason {
@@ -269,8 +284,12 @@ impl ToAnthropic {
         self.start("", &mut out);
         self.close(&mut out);
         let usage = self.usage.map(|u| super::response::usage_from_openai(&u)).unwrap_or_default();
+        let mut extra = Map::new();
+        if let Some(marker) = self.marker.take() {
+            extra.insert("switchyard".into(), marker);
+        }
         out.push(StreamEvent::MessageDelta {
-            delta: MessageDeltaBody { stop_reason: Some(self.stop_reason.unwrap_or("end_turn").into()), stop_sequence: None, extra: Map::new() },
+            delta: MessageDeltaBody { stop_reason: Some(self.stop_reason.unwrap_or("end_turn").into()), stop_sequence: None, extra },
             usage: DeltaUsage {
                 input_tokens: Some(usage.input_tokens),
                 cache_creation_input_tokens: usage.cache_creation_input_tokens,

@@ -149,6 +149,7 @@ impl StreamTranslator {
             model: self.meta.alias.clone(),
             choices: vec![ChunkChoice { index: 0, delta, logprobs: None, finish_reason: finish }],
             usage: if self.include_usage { Some(None) } else { None },
+            switchyard: None,
         };
         Bytes::from(serde_json::to_vec(&c).expect("chunks serialize"))
     }
@@ -265,6 +266,7 @@ impl StreamTranslator {
                 model: self.meta.alias.clone(),
                 choices: Vec::new(),
                 usage: Some(Some(usage)),
+                switchyard: None,
             };
             Bytes::from(serde_json::to_vec(&c).expect("chunks serialize"))
         } else {

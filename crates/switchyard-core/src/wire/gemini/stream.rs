@@ -179,6 +179,7 @@ impl StreamTranslator {
             model: self.meta.alias.clone(),
             choices,
             usage,
+            switchyard: None,
         };
         Bytes::from(serde_json::to_vec(&chunk).expect("serializing a chunk to memory cannot fail"))
     }

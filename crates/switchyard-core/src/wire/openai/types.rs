@@ -265,6 +265,9 @@ pub struct ChatCompletionChunk {
     /// `null` on every chunk but the last when the caller asked for usage (as OpenAI sends it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Option<UsageDetail>>,
+    /// Switchyard's marker on the last chunks of a recovered stream (see `router::recover`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switchyard: Option<Value>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]

@@ -56,9 +56,18 @@ impl Gateway {
         &self.state.routes
     }
 
-    /// The HTTP application, to mount in another axum app or serve yourself.
+    /// The HTTP application, to mount in another axum app or serve yourself (then start the
+    /// health checks with [`Gateway::start_health_checks`]).
     pub fn router(&self) -> axum::Router {
         ingress::app(self.state.clone())
+    }
+
+    /// Spawns the active health checks (`[health] enabled`) on the current Tokio runtime; they
+    /// run until the returned guard is dropped. `None` when no provider enables them (nothing
+    /// is spawned). [`Gateway::serve`] and [`Gateway::serve_threads`] call it themselves and
+    /// stop the checks when `shutdown` resolves.
+    pub fn start_health_checks(&self) -> Option<router::health::HealthGuard> {
+        router::health::HealthChecks::new(&self.state.routes).map(router::health::spawn)
     }
 
     /// Serves on `addr` with `threads` server threads (one single-threaded runtime and one
@@ -71,7 +80,18 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let grace = self.state.config.server.shutdown_grace;
+        let shutdown = self.with_health_checks(shutdown);
         ingress::serve_threads(listener, threads, self.router(), grace, shutdown).await
+    }
+
+    /// Starts the health checks on the current runtime and returns `shutdown`, which now also
+    /// stops them when it resolves (or when it is dropped, as the server ends).
+    fn with_health_checks(&self, shutdown: impl Future<Output = ()> + Send + 'static) -> impl Future<Output = ()> + Send + 'static {
+        let guard = self.start_health_checks();
+        async move {
+            shutdown.await;
+            drop(guard);
+        }
     }
 
     /// Serves on `listener` until `shutdown` resolves, then drains for `server.shutdown_grace`.
@@ -81,6 +101,7 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let grace = self.state.config.server.shutdown_grace;
+        let shutdown = self.with_health_checks(shutdown);
         ingress::serve_app(listener, self.router(), grace, shutdown).await
     }
 }

@@ -34,10 +34,21 @@ pub(crate) async fn handle(conn: Arc<Connection>, request: Request<Incoming>) ->
         (&Method::POST, path) if path.ends_with("/chat/completions") => chat(&conn, request).await,
         // Also Azure's /openai/deployments/{name}/embeddings.
         (&Method::POST, path) if path.ends_with("/embeddings") => embeddings(&conn, request).await,
-        (&Method::GET, "/v1/models" | "/models") => Ok(json_response(
-            StatusCode::OK,
-            FakeBody::full(conn.shared.config.models_body.clone(), None),
-        )),
+        (&Method::GET, "/v1/models" | "/models") => {
+            let status = conn.shared.models_request(request.headers().clone());
+            match StatusCode::from_u16(status) {
+                Ok(StatusCode::OK) => Ok(json_response(
+                    StatusCode::OK,
+                    FakeBody::full(conn.shared.config.models_body.clone(), None),
+                )),
+                status => {
+                    let status = status.unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    let message = status.canonical_reason().unwrap_or("error");
+                    let body = wire::error_body(message, "server_error", None, None);
+                    Ok(json_response(status, FakeBody::full(body, None)))
+                }
+            }
+        }
         (method, path) => {
             let message = format!("Invalid URL ({method} {path})");
             let body = wire::error_body(&message, "invalid_request_error", None, None);
@@ -136,8 +147,11 @@ async fn chat(conn: &Connection, request: Request<Incoming>) -> HandlerResult {
     };
     shared.record(json, parts.headers, parts.uri.path_and_query().map_or_else(String::new, |p| p.to_string()));
 
-    let response = perform(conn, &step, &exchange).await;
+    let mut response = perform(conn, &step, &exchange).await;
     in_flight.disarm();
+    if let Ok(r) = &mut response {
+        shared.add_response_headers(r.headers_mut());
+    }
     response
 }
 

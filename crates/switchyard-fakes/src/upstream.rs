@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -116,6 +116,37 @@ impl FakeUpstream {
         self.shared.steps().default = Arc::new(step);
     }
 
+    /// Sets the status of `GET /v1/models` (and `/models`): 200 answers the model list, any
+    /// other status an OpenAI-style error body. For health-check tests.
+    pub fn set_models_status(&self, status: u16) {
+        self.shared.models_status.store(status, Ordering::Relaxed);
+    }
+
+    /// `GET /v1/models` requests received so far.
+    pub fn models_requests(&self) -> usize {
+        self.shared.models_requests.load(Ordering::Relaxed)
+    }
+
+    /// The headers of the most recent `GET /v1/models` request.
+    pub fn last_models_headers(&self) -> Option<http::HeaderMap> {
+        self.shared.models_headers.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Headers added to every chat response from now on (e.g. OpenAI's
+    /// `x-ratelimit-*`), replacing any set before.
+    pub fn set_response_headers(&self, headers: &[(&str, &str)]) {
+        let parsed = headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    http::HeaderName::from_bytes(k.as_bytes()).expect("a header name"),
+                    http::HeaderValue::from_str(v).expect("a header value"),
+                )
+            })
+            .collect();
+        *self.shared.response_headers.lock().unwrap_or_else(PoisonError::into_inner) = parsed;
+    }
+
     /// Stops the server (the same as dropping it).
     pub fn shutdown(self) {}
 }
@@ -155,6 +186,12 @@ pub(crate) struct Shared {
     completed: AtomicUsize,
     steps: Mutex<Steps>,
     recorded: Mutex<VecDeque<Recorded>>,
+    /// Status of `GET /v1/models` (200: the list).
+    pub models_status: AtomicU16,
+    pub models_requests: AtomicUsize,
+    pub models_headers: Mutex<Option<http::HeaderMap>>,
+    /// Added to chat responses.
+    pub response_headers: Mutex<Vec<(http::HeaderName, http::HeaderValue)>>,
     pub config: Config,
 }
 
@@ -169,6 +206,10 @@ impl Shared {
                 default: Arc::new(script.default),
             }),
             recorded: Mutex::new(VecDeque::new()),
+            models_status: AtomicU16::new(200),
+            models_requests: AtomicUsize::new(0),
+            models_headers: Mutex::new(None),
+            response_headers: Mutex::new(Vec::new()),
             config: Config {
                 x_groq: script.x_groq,
                 finish_reason: script.finish_reason,
@@ -212,6 +253,21 @@ impl Shared {
             recorded.pop_front();
         }
         recorded.push_back(request);
+    }
+
+    /// A `GET /v1/models` request: counts it, keeps its headers and returns the status to
+    /// answer.
+    pub(crate) fn models_request(&self, headers: http::HeaderMap) -> u16 {
+        self.models_requests.fetch_add(1, Ordering::Relaxed);
+        *self.models_headers.lock().unwrap_or_else(PoisonError::into_inner) = Some(headers);
+        self.models_status.load(Ordering::Relaxed)
+    }
+
+    /// Adds the configured extra headers to a chat response.
+    pub(crate) fn add_response_headers(&self, headers: &mut http::HeaderMap) {
+        for (k, v) in self.response_headers.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            headers.insert(k.clone(), v.clone());
+        }
     }
 
     pub(crate) fn count_request(&self) {

@@ -246,6 +246,19 @@ fn routing_table(config: &Config, gateway: &Gateway) -> String {
     let _ = writeln!(out, "\nproviders:");
     for (name, p) in &gateway.routes().providers {
         let _ = writeln!(out, "  {name:<16} {}", p.describe());
+        let h = &config.providers[name].health;
+        if h.enabled {
+            let _ = writeln!(
+                out,
+                "  {:<16} health: {} probe every {} (timeout {}), unhealthy after {}, healthy after {}",
+                "",
+                h.probe.as_str(),
+                format_duration(h.interval),
+                format_duration(h.timeout),
+                h.unhealthy_after,
+                h.healthy_after
+            );
+        }
     }
     let _ = writeln!(out, "\nmodels:");
     for (alias, m) in &config.models {

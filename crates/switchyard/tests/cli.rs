@@ -67,6 +67,11 @@ kind = "openai"
 base_url = "http://127.0.0.1:9/v1"
 api_key = "sk-secret-test-key-123456789"
 
+[providers.primary.health]
+enabled = true
+interval = "10s"
+unhealthy_after = 3
+
 [providers.local]
 kind = "mock"
 
@@ -91,7 +96,8 @@ fn check_prints_the_routing_table_without_secrets() {
     let out = stdout(&o);
     assert!(o.status.success(), "exit {:?}: {}", o.status, stderr(&o));
     assert!(out.contains(cfg.path()) && out.contains("valid"), "{out}");
-    for expected in ["primary", "local", "chat", "primary/gpt-4o-mini", "local/mock-1", "3 per target", "api_key=<redacted>"] {
+    for expected in ["primary", "local", "chat", "primary/gpt-4o-mini", "local/mock-1", "3 per target", "api_key=<redacted>",
+                     "health: models probe every 10s (timeout 5s), unhealthy after 3, healthy after 1"] {
         assert!(out.contains(expected), "`{expected}` missing from:\n{out}");
     }
     assert!(!out.contains(KEY_A) && !stderr(&o).contains(KEY_A), "the api key was printed:\n{out}");

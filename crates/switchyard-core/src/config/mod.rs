@@ -24,8 +24,8 @@ pub use routing::{
     StrategyKind, StreamPolicy, TargetRouting,
 };
 pub use settings::{
-    BreakerOverride, BreakerSettings, Overrides, Resilience, RetryOverride, RetrySettings,
-    TimeoutOverride, TimeoutSettings,
+    BreakerOverride, BreakerSettings, HealthOverride, HealthSettings, Overrides, ProbeKind, Resilience, RetryOverride,
+    RetrySettings, TimeoutOverride, TimeoutSettings,
 };
 
 /// A validated configuration.
@@ -42,6 +42,9 @@ pub struct Config {
     pub routing: RoutingSettings,
     /// `[[rules]]`, in order.
     pub rules: Vec<Rule>,
+    /// The top-level `[health]` over the built-in defaults (each provider's resolved settings
+    /// are in [`ProviderConfig::health`]).
+    pub health: HealthSettings,
 }
 
 /// `[server]`.
@@ -75,6 +78,9 @@ pub struct ProviderConfig {
     /// The kind-specific keys, validated by that kind's adapter.
     pub options: toml::Table,
     pub overrides: Overrides,
+    /// Active health checks of this provider's targets: the top-level `[health]` with
+    /// `[providers.NAME.health]` on top.
+    pub health: HealthSettings,
 }
 
 /// `[models.ALIAS]`: an alias and its ordered fallback chain.
@@ -154,6 +160,8 @@ struct RawConfig {
     routing: routing::RawRouting,
     #[serde(default)]
     rules: Vec<Rule>,
+    #[serde(default)]
+    health: HealthOverride,
 }
 
 #[derive(Deserialize, Default)]
@@ -368,10 +376,12 @@ fn build(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
     let global = Overrides { retry: raw.retry, breaker: raw.breaker, timeouts: raw.timeouts };
     let defaults = Resilience::default().with(&global);
     check_settings(cx, "", &defaults)?;
+    let health = raw.health.apply(&HealthSettings::default());
+    check_health(cx, "health", &health)?;
 
     let mut providers = BTreeMap::new();
     for (name, table) in raw.providers {
-        let provider = provider_config(cx, &name, table)?;
+        let provider = provider_config(cx, &name, table, &health)?;
         check_settings(cx, &format!("providers.{name}"), &defaults.with(&provider.overrides))?;
         reject_call_wide_keys(cx, &format!("providers.{name}"), &provider.overrides)?;
         crate::providers::validate(&provider).map_err(|(key, message, fix)| {
@@ -441,7 +451,11 @@ fn build(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
     let routing_settings = routing::routing_settings(cx, &raw.routing)?;
     routing::check_rules(cx, &raw.rules, &models)?;
 
-    Ok(Config { origin: cx.origin.to_owned(), server, defaults, providers, models, routing: routing_settings, rules: raw.rules })
+    Ok(Config { origin: cx.origin.to_owned(), server, defaults, providers, models, routing: routing_settings, rules: raw.rules, health })
+}
+
+fn check_health(cx: &Ctx<'_>, prefix: &str, h: &HealthSettings) -> Result<(), ConfigError> {
+    h.validate().map_err(|(key, message, fix)| cx.err(join_key(prefix, key), message, fix))
 }
 
 /// `retry.max_attempts` and `timeouts.total` bound a whole call across providers, so a
@@ -463,7 +477,7 @@ fn check_settings(cx: &Ctx<'_>, prefix: &str, r: &Resilience) -> Result<(), Conf
     r.validate().map_err(|(key, message, fix)| cx.err(join_key(prefix, key), message, fix))
 }
 
-fn provider_config(cx: &Ctx<'_>, name: &str, mut table: toml::Table) -> Result<ProviderConfig, ConfigError> {
+fn provider_config(cx: &Ctx<'_>, name: &str, mut table: toml::Table, health: &HealthSettings) -> Result<ProviderConfig, ConfigError> {
     let prefix = format!("providers.{name}");
     if name.is_empty() || name.contains('/') {
         return Err(cx.err(&prefix, "provider names may not be empty or contain '/'", "rename the provider"));
@@ -483,12 +497,16 @@ fn provider_config(cx: &Ctx<'_>, name: &str, mut table: toml::Table) -> Result<P
     let retry = take("retry");
     let breaker = take("breaker");
     let timeouts = take("timeouts");
+    let health_table = take("health");
     let overrides = Overrides {
         retry: cx.typed(&format!("{prefix}.retry"), retry)?,
         breaker: cx.typed(&format!("{prefix}.breaker"), breaker)?,
         timeouts: cx.typed(&format!("{prefix}.timeouts"), timeouts)?,
     };
-    Ok(ProviderConfig { name: name.to_owned(), kind, options: table, overrides })
+    let health_override: HealthOverride = cx.typed(&format!("{prefix}.health"), health_table)?;
+    let health = health_override.apply(health);
+    check_health(cx, &format!("{prefix}.health"), &health)?;
+    Ok(ProviderConfig { name: name.to_owned(), kind, options: table, overrides, health })
 }
 
 /// Best-effort line number (1-based) of a dotted key such as `models.chat.targets[1]`.

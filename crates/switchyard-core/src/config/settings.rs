@@ -68,6 +68,36 @@ impl Convert<f64> for f64 {
         self
     }
 }
+impl Convert<bool> for bool {
+    fn convert(self) -> bool {
+        self
+    }
+}
+impl Convert<ProbeKind> for ProbeKind {
+    fn convert(self) -> ProbeKind {
+        self
+    }
+}
+
+/// What an active health check sends.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    /// The provider's unbilled model listing (`GET /models` and its equivalents).
+    #[default]
+    Models,
+    /// A minimal chat completion through the normal request path (billed: a few tokens).
+    Completion,
+}
+
+impl ProbeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeKind::Models => "models",
+            ProbeKind::Completion => "completion",
+        }
+    }
+}
 
 settings! {
     /// How one request retries a target and moves along its chain.
@@ -114,6 +144,51 @@ settings! {
         idle: Duration = Dur, Duration::from_secs(30);
         /// Whole-request deadline across every attempt, including a stream's whole length.
         total: Duration = Dur, Duration::from_secs(300);
+    }
+}
+
+settings! {
+    /// Active health checks of a provider's targets (`[health]`, `[providers.NAME.health]`).
+    HealthSettings / HealthOverride {
+        /// Probe the targets in the background.
+        enabled: bool = bool, false;
+        /// Time between two probes of one target.
+        interval: Duration = Dur, Duration::from_secs(30);
+        /// Longest a probe may take; a slower one is a failure.
+        timeout: Duration = Dur, Duration::from_secs(5);
+        /// `models` (unbilled listing) or `completion` (a minimal chat).
+        probe: ProbeKind = ProbeKind, ProbeKind::Models;
+        /// Output tokens a completion probe asks for (reasoning models reject very small limits).
+        max_tokens: u32 = u32, 16;
+        /// Consecutive failed probes that mark a target unhealthy.
+        unhealthy_after: u32 = u32, 2;
+        /// Consecutive successful probes that mark an unhealthy target healthy again.
+        healthy_after: u32 = u32, 1;
+    }
+}
+
+impl HealthSettings {
+    /// Checks ranges; returns (key within `health`, message, fix) for the first problem.
+    pub fn validate(&self) -> Result<(), (&'static str, String, String)> {
+        if self.interval < Duration::from_millis(10) {
+            return Err(("interval", format!("{} is shorter than 10ms", format_duration(self.interval)), "use e.g. \"30s\" (the default)".into()));
+        }
+        if self.timeout.is_zero() {
+            return Err(("timeout", "must be longer than 0s".into(), "use e.g. \"5s\" (the default)".into()));
+        }
+        if self.timeout > self.interval {
+            return Err((
+                "timeout",
+                format!("{} is longer than interval ({})", format_duration(self.timeout), format_duration(self.interval)),
+                "make timeout <= interval, so one probe ends before the next is due".into(),
+            ));
+        }
+        for (key, n, default) in [("unhealthy_after", self.unhealthy_after, 2), ("healthy_after", self.healthy_after, 1), ("max_tokens", self.max_tokens, 16)] {
+            if n == 0 {
+                return Err((key, "must be at least 1".into(), format!("set {key} = {default} (the default)")));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -210,6 +285,22 @@ mod tests {
         assert_eq!(b.cooldown, Duration::from_secs(30));
         let t = TimeoutSettings::default();
         assert_eq!(t.total, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn health_defaults_match_the_documentation_and_validate() {
+        let h = HealthSettings::default();
+        assert!(!h.enabled);
+        assert_eq!((h.interval, h.timeout), (Duration::from_secs(30), Duration::from_secs(5)));
+        assert_eq!((h.probe, h.max_tokens, h.unhealthy_after, h.healthy_after), (ProbeKind::Models, 16, 2, 1));
+        assert_eq!(h.validate(), Ok(()));
+        let bad = |h: HealthSettings| h.validate().unwrap_err().0;
+        assert_eq!(bad(HealthSettings { interval: Duration::from_secs(2), ..Default::default() }), "timeout");
+        assert_eq!(bad(HealthSettings { interval: Duration::from_millis(1), timeout: Duration::from_millis(1), ..Default::default() }), "interval");
+        assert_eq!(bad(HealthSettings { timeout: Duration::ZERO, ..Default::default() }), "timeout");
+        assert_eq!(bad(HealthSettings { unhealthy_after: 0, ..Default::default() }), "unhealthy_after");
+        assert_eq!(bad(HealthSettings { healthy_after: 0, ..Default::default() }), "healthy_after");
+        assert_eq!(bad(HealthSettings { max_tokens: 0, ..Default::default() }), "max_tokens");
     }
 
     #[test]

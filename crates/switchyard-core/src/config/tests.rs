@@ -242,3 +242,49 @@ fn routing_errors_name_the_key_and_the_fix() {
     let e = routing_err("[models.chat]\ntargets = [\"a/x\"]\n[models.chat.stream]\ncommit_within = \"1s\"\n");
     assert_eq!(e.key, "models.chat.stream.commit_within");
 }
+
+#[test]
+fn health_is_off_by_default_and_layers_top_level_then_provider() {
+    let c = load("[providers.p]\nkind = \"mock\"\n").unwrap();
+    assert_eq!(c.health, HealthSettings::default());
+    assert!(!c.providers["p"].health.enabled);
+    let c = load(
+        "[health]\nenabled = true\ninterval = \"10s\"\nprobe = \"completion\"\n\
+         [providers.p]\nkind = \"mock\"\n[providers.p.health]\nunhealthy_after = 4\n\
+         [providers.q]\nkind = \"mock\"\n[providers.q.health]\nenabled = false\nprobe = \"models\"\n",
+    )
+    .unwrap();
+    let (p, q) = (&c.providers["p"].health, &c.providers["q"].health);
+    assert!(p.enabled && !q.enabled);
+    assert_eq!((p.interval, p.timeout), (Duration::from_secs(10), Duration::from_secs(5)), "top-level, then the default");
+    assert_eq!((p.probe, q.probe), (ProbeKind::Completion, ProbeKind::Models));
+    assert_eq!((p.unhealthy_after, q.unhealthy_after, p.healthy_after), (4, 2, 1));
+}
+
+#[test]
+fn bad_health_settings_name_the_key_and_a_fix() {
+    let e = err("[health]\nprobe = \"ping\"\n");
+    assert_eq!(e.key, "health.probe");
+    assert!(e.message.contains("models") && e.message.contains("completion"), "{}", e.message);
+    let e = err("[health]\nintervall = \"1s\"\n");
+    assert_eq!(e.key, "health.intervall");
+    assert!(e.fix.contains("spelling"));
+    let e = err("[health]\ninterval = \"2s\"\n");
+    assert_eq!(e.key, "health.timeout");
+    assert!(e.message.contains("longer than interval"), "{}", e.message);
+    assert!(e.fix.contains("timeout <= interval"), "{}", e.fix);
+    let e = err("[health]\nenabled = \"yes\"\n");
+    assert_eq!(e.key, "health.enabled");
+    let e = err("[providers.p]\nkind = \"mock\"\n[providers.p.health]\nunhealthy_after = 0\n");
+    assert_eq!(e.key, "providers.p.health.unhealthy_after");
+    assert_eq!(e.line, Some(4));
+    assert!(e.fix.contains("unhealthy_after = 2"), "{}", e.fix);
+    let e = err("[providers.p]\nkind = \"mock\"\n[providers.p.health]\ninterval = \"5ms\"\n");
+    assert_eq!(e.key, "providers.p.health.interval");
+    // A provider's interval is checked against the timeout it inherits.
+    let e = err("[health]\ntimeout = \"3s\"\n[providers.p]\nkind = \"mock\"\n[providers.p.health]\ninterval = \"1s\"\n");
+    assert_eq!(e.key, "providers.p.health.timeout");
+    // Health belongs to providers (one check per provider/model), not to aliases.
+    let e = err("[providers.p]\nkind = \"mock\"\n[models.m]\ntargets = [\"p/x\"]\n[models.m.health]\nenabled = true\n");
+    assert_eq!(e.key, "models.m.health");
+}

@@ -1,6 +1,7 @@
 //! Ingress: the HTTP APIs callers talk to (OpenAI- and Anthropic-compatible), their middleware
 //! and the server.
 
+pub mod admin;
 pub mod anthropic_messages;
 pub mod embeddings;
 pub mod error;
@@ -58,6 +59,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/models/{*id}", get(models::retrieve))
         .route("/health", get(models::health))
         .route("/ready", get(models::ready))
+        .route("/admin/providers", get(admin::providers))
         .fallback(not_found)
         .layer(DefaultBodyLimit::disable())
         .layer(request_id::RequestIdLayer)

@@ -43,7 +43,8 @@ pub async fn health() -> Response {
     json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
 }
 
-/// Readiness: 200 when every alias has at least one target whose breaker is not open.
+/// Readiness: 200 when every alias has at least one usable target: its breaker not open and
+/// the active health checks not marking it unhealthy (or a fallback alias / static answer).
 pub async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let unready: Vec<&str> = state
         .routes

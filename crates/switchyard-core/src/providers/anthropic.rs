@@ -24,9 +24,10 @@ use http_body_util::Full;
 use hyper::body::{Body, Incoming};
 use serde::Deserialize;
 
-use super::http::{HttpClient, MAX_BODY, client, extra_headers, read_body, send_checked, redact, upstream_status};
+use super::http::{HttpClient, MAX_BODY, client, extra_headers, get_request, probe_get, read_body, send_checked, redact, upstream_status};
 use super::openai::{parse_url, secret_header};
-use super::{Call, Chunk, Completion, Kind, OptionError, Provider, ProviderError, Reply, Spec, UpstreamStatus, options};
+use super::{Call, Chunk, Completion, Kind, OptionError, ProbeCall, Provider, ProviderError, Reply, Spec, UpstreamStatus, completion_probe, options};
+use crate::config::ProbeKind;
 #[cfg(test)]
 use super::Usage;
 use crate::wire::Format;
@@ -65,6 +66,8 @@ struct Options {
 pub struct Anthropic {
     base_url: String,
     url: Uri,
+    /// `GET /v1/models`, for the health checks.
+    models_url: Uri,
     api_key: Option<HeaderValue>,
     secret: Option<String>,
     version: HeaderValue,
@@ -80,6 +83,7 @@ fn build(spec: &Spec<'_>) -> Result<Arc<dyn Provider>, OptionError> {
     let o: Options = options(spec.options)?;
     let base = o.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL).trim_end_matches('/').to_owned();
     let url = messages_url(&base)?;
+    let models_url = models_url(&base)?;
     let version = o.version.as_deref().unwrap_or(DEFAULT_VERSION);
     let version = HeaderValue::from_str(version).map_err(|_| {
         ("version".to_owned(), "is not a valid header value".to_owned(), format!("use a date like \"{DEFAULT_VERSION}\""))
@@ -92,6 +96,7 @@ fn build(spec: &Spec<'_>) -> Result<Arc<dyn Provider>, OptionError> {
     Ok(Arc::new(Anthropic {
         base_url: base,
         url,
+        models_url,
         api_key: secret.as_deref().map(secret_header).transpose()?,
         secret,
         version,
@@ -105,6 +110,12 @@ fn build(spec: &Spec<'_>) -> Result<Arc<dyn Provider>, OptionError> {
 /// used to OpenAI-style base URLs write it).
 fn messages_url(base: &str) -> Result<Uri, OptionError> {
     let path = if base.ends_with("/v1") { "/messages" } else { "/v1/messages" };
+    parse_url(&format!("{base}{path}"), base)
+}
+
+/// `{base}/v1/models` (or `{base}/models` after a `/v1`): the unbilled model listing.
+fn models_url(base: &str) -> Result<Uri, OptionError> {
+    let path = if base.ends_with("/v1") { "/models" } else { "/v1/models" };
     parse_url(&format!("{base}{path}"), base)
 }
 
@@ -194,6 +205,19 @@ impl Provider for Anthropic {
             }
             Ok(Reply::Complete(self.complete(&bytes, call.alias, native.is_some())?))
         })
+    }
+
+    /// `models`: `GET /v1/models` with `x-api-key`, `anthropic-version` and the extra headers.
+    fn probe<'a>(&'a self, probe: ProbeCall<'a>) -> BoxFuture<'a, Result<(), ProviderError>> {
+        match probe.kind {
+            ProbeKind::Completion => completion_probe(self, probe),
+            ProbeKind::Models => Box::pin(async move {
+                let auth = self.api_key.as_ref().map(|v| (&X_API_KEY, v));
+                let headers = auth.into_iter().chain([(&ANTHROPIC_VERSION, &self.version)]).chain(self.headers.iter().map(|(k, v)| (k, v)));
+                let req = get_request(self.models_url.clone(), headers)?;
+                probe_get(&self.client, req, probe.timeout, &self.secrets()).await.map(drop)
+            }),
+        }
     }
 
     fn describe(&self) -> String {

@@ -34,6 +34,12 @@ struct Options {
     stream_usage: Option<bool>,
 }
 
+/// The resource's model listing, `{base}/openai/models?api-version=...` (unbilled), which the
+/// `models` health probe asks.
+fn models_url(base: &str, version: &str) -> Result<http::Uri, OptionError> {
+    parse_url(&format!("{base}/openai/models?api-version={version}"), base)
+}
+
 fn build(spec: &Spec<'_>) -> Result<Arc<dyn Provider>, OptionError> {
     let o: Options = options(spec.options)?;
     let base = o.base_url.trim_end_matches('/').to_owned();
@@ -48,10 +54,12 @@ fn build(spec: &Spec<'_>) -> Result<Arc<dyn Provider>, OptionError> {
         prefix: format!("{base}/openai/deployments/"),
         suffix: format!("/chat/completions?api-version={version}"),
     };
+    let models_url = models_url(&base, &version)?;
     Ok(Arc::new(OpenAi::custom(
         "azure",
         base,
         endpoint,
+        models_url,
         auth,
         secret,
         extra_headers(&o.headers)?,

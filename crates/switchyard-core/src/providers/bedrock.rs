@@ -13,6 +13,11 @@
 //! before any content (`throttlingException`, `serviceUnavailableException`,
 //! `modelStreamErrorException`, `internalServerException`, ...); a `validationException` is the
 //! caller's fault (HTTP 400), unless it says the input is too long for the model.
+//!
+//! Health checks: the runtime host has no unbilled endpoint (listing models is on the separate
+//! control-plane host, under other IAM permissions), so `probe = "models"` leaves Bedrock
+//! targets to passive health (breakers and stats); `probe = "completion"` sends a minimal
+//! Converse call through [`Provider::chat`] (the trait's default probe).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::pin::Pin;

@@ -21,11 +21,12 @@ use http_body_util::Full;
 use hyper::body::{Body, Incoming};
 use serde::{Deserialize, Serialize};
 
-use super::http::{HttpClient, MAX_BODY, client, extra_headers, read_body, send_checked, redact, upstream_status};
+use super::http::{HttpClient, MAX_BODY, client, extra_headers, get_request, read_body, send_checked, redact, upstream_status};
 use super::{
-    Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, Provider, ProviderError, Reply, Spec, UpstreamStatus, Usage,
-    options,
+    Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, ProbeCall, Provider, ProviderError, Reply, Spec, UpstreamStatus,
+    Usage, completion_probe, options,
 };
+use crate::config::ProbeKind;
 use crate::wire::openai::embeddings::{EmbedInput, EmbeddingFields, list_body};
 use crate::wire::gemini::stream::{OutChunk, SseTranslator, StreamError};
 use crate::wire::gemini::{AnswerMeta, CallIds, RequestSettings, TranslateError, completion_body, to_gemini_request};
@@ -152,6 +153,21 @@ impl Provider for Gemini {
         })
     }
 
+    /// `models`: `GET {base}/models/{model}` with the key in `x-goog-api-key`; a 404 means the
+    /// model name is wrong.
+    fn probe<'a>(&'a self, probe: ProbeCall<'a>) -> BoxFuture<'a, Result<(), ProviderError>> {
+        match probe.kind {
+            ProbeKind::Completion => completion_probe(self, probe),
+            ProbeKind::Models => Box::pin(async move {
+                let key_name = X_GOOG_API_KEY;
+                let key = self.key.as_ref().map(|v| (&key_name, v));
+                let req = get_request(model_url(&self.base_url, probe.model)?, key.into_iter().chain(self.headers.iter().map(|(k, v)| (k, v))))?;
+                let (_, body) = send_checked(&self.client, req, probe.timeout, |status, headers, bytes| self.error_status(status, headers, bytes)).await?;
+                read_body(body, probe.timeout, MAX_BODY).await.map(drop)
+            }),
+        }
+    }
+
     fn describe(&self) -> String {
         let key = if self.secret.is_some() { "api_key=<redacted>" } else { "api_key=none" };
         let mut out = format!("kind=gemini base_url={} {key}", self.base_url);
@@ -252,6 +268,13 @@ fn method_url(base: &str, model: &str, stream: bool) -> Result<Uri, ProviderErro
 fn embed_url(base: &str, model: &str, batch: bool) -> Result<Uri, ProviderError> {
     let method = if batch { "batchEmbedContents" } else { "embedContent" };
     format!("{base}/{}:{method}", encode_path(&model_name(model)))
+        .parse()
+        .map_err(|_| ProviderError::Unsupported(format!("the model name \"{model}\" does not fit in a URL")))
+}
+
+/// `{base}/models/{model}` (a model's metadata, unbilled), which the `models` health probe asks.
+fn model_url(base: &str, model: &str) -> Result<Uri, ProviderError> {
+    format!("{base}/{}", encode_path(&model_name(model)))
         .parse()
         .map_err(|_| ProviderError::Unsupported(format!("the model name \"{model}\" does not fit in a URL")))
 }

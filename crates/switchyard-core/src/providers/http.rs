@@ -25,10 +25,25 @@ thread_local! {
     static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
+/// The connection pool of the active health checks, apart from every server thread's.
+pub const HEALTH_POOL: usize = MAX_WORKERS;
+
 /// Marks the current thread as server thread `index`: upstream requests made on it use that
 /// thread's own connection pool. Threads never marked share pool 0.
 pub fn set_worker_index(index: usize) {
     WORKER.with(|w| w.set(index % MAX_WORKERS));
+}
+
+/// Runs `fut` with its upstream requests on pool `index` (e.g. [`HEALTH_POOL`]), whichever
+/// thread polls it: the pool index is swapped in for each poll and restored after.
+pub fn on_pool<F: std::future::Future>(index: usize, fut: F) -> impl std::future::Future<Output = F::Output> {
+    let mut fut = Box::pin(fut);
+    std::future::poll_fn(move |cx| {
+        let before = WORKER.with(|w| w.replace(index));
+        let out = fut.as_mut().poll(cx);
+        WORKER.with(|w| w.set(before));
+        out
+    })
 }
 
 /// A pooled HTTP client with one connection pool per server thread. With one runtime per
@@ -57,7 +72,7 @@ pub const MAX_BODY: usize = 64 * 1024 * 1024;
 /// A pooled HTTP/1.1 + HTTP/2 (ALPN) client with rustls and the bundled web PKI roots; pools
 /// are created on first use, per server thread.
 pub fn client(connect_timeout: Duration) -> HttpClient {
-    HttpClient { pools: (0..MAX_WORKERS).map(|_| std::sync::OnceLock::new()).collect(), connect_timeout }
+    HttpClient { pools: (0..=HEALTH_POOL).map(|_| std::sync::OnceLock::new()).collect(), connect_timeout }
 }
 
 fn pool_client(connect_timeout: Duration) -> PoolClient {
@@ -111,6 +126,23 @@ pub async fn send_checked(
         return Err(ProviderError::Status(on_error(parts.status, &parts.headers, &bytes)));
     }
     Ok((parts, body))
+}
+
+/// A health probe's `GET`: sends `req` (its headers carry the provider's auth) and reads the
+/// answer (at most 16 MiB, `idle` between frames); a non-2xx answer is an error with the
+/// `secrets` redacted from its message.
+pub async fn probe_get(client: &HttpClient, req: http::Request<Full<Bytes>>, idle: Duration, secrets: &[&str]) -> Result<Bytes, ProviderError> {
+    let (_, body) = send_checked(client, req, idle, |status, headers, bytes| upstream_status(status, headers, bytes, secrets)).await?;
+    read_body(body, idle, 16 * 1024 * 1024).await
+}
+
+/// A `GET` of `uri` with `headers` (auth first, then the provider's extra headers).
+pub fn get_request<'h>(uri: http::Uri, headers: impl IntoIterator<Item = (&'h HeaderName, &'h HeaderValue)>) -> Result<http::Request<Full<Bytes>>, ProviderError> {
+    let mut req = http::Request::get(uri).header(http::header::ACCEPT, HeaderValue::from_static("application/json"));
+    for (k, v) in headers {
+        req = req.header(k, v.clone());
+    }
+    req.body(Full::new(Bytes::new())).map_err(|e| ProviderError::Protocol(format!("building the request: {e}")))
 }
 
 /// Reads a whole body, failing if any gap between frames exceeds `idle`.

@@ -16,9 +16,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, Provider, ProviderError, Reply, Spec, UpstreamStatus, Usage,
-    options,
+    Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, ProbeCall, Provider, ProviderError, Reply, Spec, UpstreamStatus,
+    Usage, completion_probe, options,
 };
+use crate::config::ProbeKind;
 use crate::wire::openai::embeddings::list_body;
 use crate::config::Dur;
 
@@ -330,6 +331,23 @@ impl Provider for Mock {
             });
             Ok(Reply::Stream(Box::pin(s)))
         })
+    }
+
+    /// `models`: answers after `latency`, failing as often and as the failure settings say
+    /// (a `timeout` never answers, so the probe's timeout fails it).
+    fn probe<'a>(&'a self, probe: ProbeCall<'a>) -> BoxFuture<'a, Result<(), ProviderError>> {
+        match probe.kind {
+            ProbeKind::Completion => completion_probe(self, probe),
+            ProbeKind::Models => Box::pin(async move {
+                if !self.latency.is_zero() {
+                    tokio::time::sleep(self.latency).await;
+                }
+                match self.roll() {
+                    true => self.failure_error(false).await.map_or(Ok(()), Err),
+                    false => Ok(()),
+                }
+            }),
+        }
     }
 
     fn describe(&self) -> String {

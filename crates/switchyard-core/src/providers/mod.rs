@@ -13,6 +13,8 @@ pub mod mock;
 pub mod ollama;
 pub mod openai;
 pub mod presets;
+#[cfg(test)]
+mod probe_tests;
 
 use std::fmt;
 use std::pin::Pin;
@@ -23,7 +25,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
 
-use crate::config::{ProviderConfig, TimeoutSettings};
+use crate::config::{ProbeKind, ProviderConfig, TimeoutSettings};
 use crate::wire::Format;
 use crate::wire::openai::ChatRequest;
 use crate::wire::openai::embeddings::EmbedRequest;
@@ -62,6 +64,71 @@ pub trait Provider: Send + Sync + 'static {
         let _ = call;
         Box::pin(std::future::ready(Err(ProviderError::Unsupported("embeddings".into()))))
     }
+
+    /// One active health check of `probe.model` (see [`crate::router::health`]). A
+    /// [`ProbeKind::Models`] probe asks the provider's unbilled model listing; a
+    /// [`ProbeKind::Completion`] probe sends a minimal chat through [`Provider::chat`]
+    /// ([`completion_probe`]). `Err(ProviderError::Unsupported)` means this kind of probe does
+    /// not exist for this provider (the target is then left to passive health). This default
+    /// has only the completion probe.
+    fn probe<'a>(&'a self, probe: ProbeCall<'a>) -> BoxFuture<'a, Result<(), ProviderError>> {
+        match probe.kind {
+            ProbeKind::Completion => completion_probe(self, probe),
+            ProbeKind::Models => Box::pin(std::future::ready(Err(ProviderError::Unsupported("no unbilled health probe".into())))),
+        }
+    }
+}
+
+/// One health probe of a target.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeCall<'a> {
+    pub kind: ProbeKind,
+    pub model: &'a str,
+    /// Longest the probe may take (also its body reads' idle limit).
+    pub timeout: Duration,
+    /// Output tokens a completion probe asks for.
+    pub max_tokens: u32,
+}
+
+/// The alias a completion probe's answer is labelled with (never seen by a client).
+pub const PROBE_ALIAS: &str = "switchyard-health-check";
+
+/// Whether `model` is an OpenAI reasoning model (o1, o3, o4-mini, gpt-5, ...) that takes
+/// `max_completion_tokens` and rejects `max_tokens`.
+pub fn is_reasoning_model(model: &str) -> bool {
+    let name = model.rsplit('/').next().unwrap_or(model).to_ascii_lowercase();
+    let o_series = name.len() >= 2 && name.starts_with('o') && name.as_bytes()[1].is_ascii_digit();
+    o_series || name.starts_with("gpt-5")
+}
+
+/// The body of a completion probe: one short user message and an output limit, as
+/// `max_completion_tokens` for reasoning models and `max_tokens` for the rest (every adapter
+/// translates either).
+pub fn completion_probe_body(model: &str, max_tokens: u32) -> Bytes {
+    let limit = if is_reasoning_model(model) { "max_completion_tokens" } else { "max_tokens" };
+    let mut body = serde_json::json!({
+        "model": PROBE_ALIAS,
+        "messages": [{"role": "user", "content": "ping"}],
+        "stream": false,
+    });
+    body[limit] = serde_json::json!(max_tokens);
+    Bytes::from(body.to_string())
+}
+
+/// A completion probe: [`completion_probe_body`] sent through the provider's normal
+/// [`Provider::chat`] path, non-streaming, every time limit set to the probe's timeout. Any
+/// complete answer is a success.
+pub fn completion_probe<'a, P: Provider + ?Sized>(provider: &'a P, probe: ProbeCall<'a>) -> BoxFuture<'a, Result<(), ProviderError>> {
+    Box::pin(async move {
+        let request = ChatRequest::parse(completion_probe_body(probe.model, probe.max_tokens))
+            .map_err(|e| ProviderError::Protocol(format!("building the probe: {}", e.message)))?;
+        let t = probe.timeout;
+        let timeouts = TimeoutSettings { connect: t, first_byte: t, idle: t, total: t };
+        let call = Call { request: &request, upstream_model: probe.model, alias: PROBE_ALIAS, timeouts: &timeouts };
+        match provider.chat(call).await? {
+            Reply::Complete(_) | Reply::Stream(_) => Ok(()),
+        }
+    })
 }
 
 /// One upstream embeddings call (see [`Call`]).

@@ -23,12 +23,13 @@ use hyper::body::{Body, Incoming};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::http::{HttpClient, MAX_BODY, client, extra_headers, read_body, send_checked, upstream_status};
+use super::http::{HttpClient, MAX_BODY, client, extra_headers, get_request, probe_get, read_body, send_checked, upstream_status};
 use super::openai::{parse_url, secret_header};
 use super::{
-    Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, Provider, ProviderError, Reply, Spec, UpstreamStatus, Usage,
-    options,
+    Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, ProbeCall, Provider, ProviderError, Reply, Spec, UpstreamStatus,
+    Usage, completion_probe, options,
 };
+use crate::config::ProbeKind;
 use crate::wire::openai::embeddings::{EmbedInput, EmbeddingFields, list_body};
 use crate::wire::ndjson::NdjsonParser;
 use crate::wire::openai::types::{
@@ -61,6 +62,8 @@ pub struct Ollama {
     base_url: String,
     chat_url: Uri,
     embed_url: Uri,
+    /// `GET /api/tags`, the local models, for the health checks.
+    tags_url: Uri,
     auth: Option<HeaderValue>,
     secret: Option<String>,
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -74,6 +77,7 @@ fn build(spec: &Spec<'_>) -> Result<Arc<dyn Provider>, OptionError> {
     let base = o.base_url.as_deref().unwrap_or("http://127.0.0.1:11434").trim_end_matches('/').to_owned();
     let chat_url = parse_url(&format!("{base}/api/chat"), &base)?;
     let embed_url = parse_url(&format!("{base}/api/embed"), &base)?;
+    let tags_url = parse_url(&format!("{base}/api/tags"), &base)?;
     let secret = o.api_key.filter(|k| !k.is_empty());
     let auth = secret.as_deref().map(|k| secret_header(&format!("Bearer {k}"))).transpose()?;
     let model_options = match serde_json::to_value(&o.model_options) {
@@ -84,6 +88,7 @@ fn build(spec: &Spec<'_>) -> Result<Arc<dyn Provider>, OptionError> {
         base_url: base,
         chat_url,
         embed_url,
+        tags_url,
         auth,
         secret,
         headers: extra_headers(&o.headers)?,
@@ -145,6 +150,29 @@ impl Provider for Ollama {
             let bytes = read_body(body, call.timeouts.idle, MAX_BODY).await?;
             from_ollama_embed(&bytes, call.alias, &fields)
         })
+    }
+
+    /// `models`: `GET /api/tags`, healthy when the target's model is among the pulled models
+    /// (a missing model fails like Ollama's own 404 for it).
+    fn probe<'a>(&'a self, probe: ProbeCall<'a>) -> BoxFuture<'a, Result<(), ProviderError>> {
+        match probe.kind {
+            ProbeKind::Completion => completion_probe(self, probe),
+            ProbeKind::Models => Box::pin(async move {
+                let auth = self.auth.as_ref().map(|v| (&AUTHORIZATION, v));
+                let req = get_request(self.tags_url.clone(), auth.into_iter().chain(self.headers.iter().map(|(k, v)| (k, v))))?;
+                let secrets: Vec<&str> = self.secret.as_deref().into_iter().collect();
+                let bytes = probe_get(&self.client, req, probe.timeout, &secrets).await?;
+                if tags_list(&bytes, probe.model)? {
+                    return Ok(());
+                }
+                Err(ProviderError::Status(UpstreamStatus {
+                    status: 404,
+                    message: format!("model \"{}\" is not among the server's models (GET /api/tags); pull it with `ollama pull`", probe.model),
+                    code: Some("model_not_found".into()),
+                    ..Default::default()
+                }))
+            }),
+        }
     }
 
     fn describe(&self) -> String {
@@ -215,6 +243,26 @@ pub fn from_ollama_embed(bytes: &[u8], alias: &str, fields: &EmbeddingFields) ->
     let prompt = a.prompt_eval_count.unwrap_or_else(|| fields.input.count_tokens());
     let usage = Usage { prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt };
     Ok(Embeddings { body: list_body(alias, &vectors, fields.base64(), usage), usage: Some(usage) })
+}
+
+/// Whether an `/api/tags` answer (`{"models": [{"name": "llama3.2:latest", "model": ...}]}`)
+/// lists `model`; a model named without a tag matches its `:latest`.
+pub fn tags_list(body: &[u8], model: &str) -> Result<bool, ProviderError> {
+    #[derive(Deserialize)]
+    struct Tags {
+        #[serde(default)]
+        models: Vec<Tag>,
+    }
+    #[derive(Deserialize)]
+    struct Tag {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        model: Option<String>,
+    }
+    let tags: Tags = serde_json::from_slice(body).map_err(|e| ProviderError::Protocol(format!("not an Ollama /api/tags answer: {e}")))?;
+    let matches = |n: &str| n == model || (!model.contains(':') && n.strip_suffix(":latest") == Some(model));
+    Ok(tags.models.iter().any(|t| t.name.as_deref().is_some_and(matches) || t.model.as_deref().is_some_and(matches)))
 }
 
 /// Translates an OpenAI chat request into an Ollama `/api/chat` body.

@@ -19,8 +19,9 @@ use http_body_util::Full;
 use hyper::body::{Body, Incoming};
 use serde::Deserialize;
 
-use super::http::{HttpClient, MAX_BODY, client, extra_headers, read_body, send_checked, upstream_status};
-use super::{Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, Provider, ProviderError, Reply, Spec, options};
+use super::http::{HttpClient, MAX_BODY, client, extra_headers, get_request, probe_get, read_body, send_checked, upstream_status};
+use super::{Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, ProbeCall, Provider, ProviderError, Reply, Spec, completion_probe, options};
+use crate::config::ProbeKind;
 use crate::wire::openai::embeddings::{EmbedNormalizeError, normalize_list};
 use crate::wire::openai::features::RequestFeatures;
 use crate::wire::openai::{NormalizeError, normalize_chunk, normalize_completion};
@@ -72,6 +73,9 @@ pub struct OpenAi {
     endpoint: Endpoint,
     /// The same endpoint for `/embeddings`.
     embed_endpoint: Endpoint,
+    /// The unbilled model listing the health checks probe: `{base}/models` (Azure:
+    /// `{base}/openai/models?api-version=...`).
+    models_url: Uri,
     auth: Option<(HeaderName, HeaderValue)>,
     secret: Option<String>,
     headers: Vec<(HeaderName, HeaderValue)>,
@@ -100,11 +104,13 @@ pub fn build_flavor(spec: &Spec<'_>, flavor: &Flavor) -> Result<Arc<dyn Provider
     let secret = o.api_key.filter(|k| !k.is_empty());
     let auth = secret.as_deref().map(|key| bearer(key)).transpose()?;
     let embed_url = parse_url(&format!("{base}/embeddings"), &base)?;
+    let models_url = parse_url(&format!("{base}/models"), &base)?;
     Ok(Arc::new(OpenAi {
         kind: flavor.kind,
         base_url: base,
         endpoint: Endpoint::Fixed(url),
         embed_endpoint: Endpoint::Fixed(embed_url),
+        models_url,
         auth,
         secret,
         headers: extra_headers(&headers)?,
@@ -114,12 +120,14 @@ pub fn build_flavor(spec: &Spec<'_>, flavor: &Flavor) -> Result<Arc<dyn Provider
 }
 
 impl OpenAi {
-    /// An OpenAI-compatible provider with a custom endpoint and auth header (e.g. Azure).
+    /// An OpenAI-compatible provider with a custom endpoint, model listing and auth header
+    /// (e.g. Azure).
     #[allow(clippy::too_many_arguments)]
     pub fn custom(
         kind: &'static str,
         base_url: String,
         endpoint: Endpoint,
+        models_url: Uri,
         auth: Option<(HeaderName, HeaderValue)>,
         secret: Option<String>,
         headers: Vec<(HeaderName, HeaderValue)>,
@@ -127,7 +135,12 @@ impl OpenAi {
         connect_timeout: std::time::Duration,
     ) -> OpenAi {
         let embed_endpoint = endpoint.sibling("embeddings");
-        OpenAi { kind, base_url, endpoint, embed_endpoint, auth, secret, headers, stream_usage, client: client(connect_timeout) }
+        OpenAi { kind, base_url, endpoint, embed_endpoint, models_url, auth, secret, headers, stream_usage, client: client(connect_timeout) }
+    }
+
+    /// The URL a `models` health probe asks.
+    pub fn models_url(&self) -> &Uri {
+        &self.models_url
     }
 
     fn url(&self, model: &str) -> Result<Uri, ProviderError> {
@@ -276,6 +289,20 @@ impl Provider for OpenAi {
             })?;
             Ok(Embeddings { body, usage: Some(usage) })
         })
+    }
+
+    /// `models`: `GET {base}/models` (Azure: `{base}/openai/models?api-version=...`) with the
+    /// provider's auth and headers; any 2xx answer is healthy.
+    fn probe<'a>(&'a self, probe: ProbeCall<'a>) -> BoxFuture<'a, Result<(), ProviderError>> {
+        match probe.kind {
+            ProbeKind::Completion => completion_probe(self, probe),
+            ProbeKind::Models => Box::pin(async move {
+                let auth = self.auth.as_ref().map(|(k, v)| (k, v));
+                let req = get_request(self.models_url.clone(), auth.into_iter().chain(self.headers.iter().map(|(k, v)| (k, v))))?;
+                let secrets: Vec<&str> = self.secret.as_deref().into_iter().collect();
+                probe_get(&self.client, req, probe.timeout, &secrets).await.map(drop)
+            }),
+        }
     }
 
     fn describe(&self) -> String {

@@ -139,6 +139,35 @@ impl Breaker {
         self.lock().opened
     }
 
+    /// The active health checks found the target down: opens the breaker for `cooldown`, or
+    /// for `at_least` if longer, from now, whatever its state (an open one keeps a later end it
+    /// already had). Half-open probe requests in flight can no longer close it (their permits
+    /// belong to the old phase).
+    pub fn trip(&self, at_least: Duration) {
+        let now = Instant::now();
+        let open_for = self.settings.cooldown.max(at_least);
+        let mut g = self.lock();
+        match g.phase {
+            Phase::Open { ref mut until } if *until > now => *until = (*until).max(now + open_for),
+            _ => {
+                self.open(&mut g, None);
+                g.phase = Phase::Open { until: now + open_for };
+            }
+        }
+    }
+
+    /// The active health checks found the target healthy again after they had tripped it:
+    /// closes the breaker at once (counters cleared) instead of waiting out the cooldown.
+    pub fn reset(&self) {
+        let mut g = self.lock();
+        if !matches!(g.phase, Phase::Closed) {
+            g.phase = Phase::Closed;
+            g.epoch += 1;
+        }
+        g.consecutive = 0;
+        g.window = [(u64::MAX, 0, 0); BUCKETS];
+    }
+
     /// Records a failure that happened outside a permit (e.g. a stream that broke after it was
     /// committed to the client).
     pub fn record_failure(&self) {
@@ -363,6 +392,35 @@ mod tests {
             b.try_acquire().unwrap().success();
         }
         b.try_acquire().unwrap().failure(); // 1 of 4 in the window
+        assert_eq!(b.state(), State::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn health_checks_trip_and_reset_it() {
+        let b = Breaker::new(settings(3, 1));
+        b.trip(Duration::from_secs(1));
+        assert_eq!((b.state(), b.times_opened()), (State::Open, 1));
+        tokio::time::advance(Duration::from_secs(20)).await;
+        b.trip(Duration::ZERO); // still down: the open period restarts from now
+        assert_eq!(b.times_opened(), 1, "extending is not a new opening");
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert_eq!(b.state(), State::Open, "40s after the first trip, 20s after the second");
+        // A half-open probe request in flight when the checks trip it cannot close it.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        let probe = b.try_acquire().unwrap();
+        b.trip(Duration::from_secs(60));
+        probe.success();
+        assert_eq!((b.state(), b.times_opened()), (State::Open, 2));
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(b.state(), State::Open, "held for the longer `at_least`");
+        b.reset();
+        assert_eq!(b.state(), State::Closed);
+        assert!(!b.try_acquire().unwrap().is_probe());
+        // Reset clears the consecutive count: it takes `failures` new failures to open.
+        b.try_acquire().unwrap().failure();
+        b.try_acquire().unwrap().failure();
+        b.reset();
+        b.try_acquire().unwrap().failure();
         assert_eq!(b.state(), State::Closed);
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod breaker;
 pub mod chain;
+pub mod health;
 pub mod plan;
 pub mod recover;
 pub mod retry;
@@ -16,7 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use crate::config::{AliasRouting, Config, ConfigError, Exhausted, ProviderConfig, RetrySettings, Rule, TargetRouting, TimeoutSettings};
+use crate::config::{
+    AliasRouting, Config, ConfigError, Exhausted, HealthSettings, ProviderConfig, RetrySettings, Rule, TargetRouting, TimeoutSettings,
+};
 use crate::providers::{self, Provider};
 pub use breaker::Breaker;
 pub use stats::TargetStats;
@@ -77,7 +80,29 @@ pub struct Routes {
     pub providers: BTreeMap<String, Arc<dyn Provider>>,
     /// Every `provider/model` target's stats, by label, for `/admin/providers`.
     pub stats: BTreeMap<String, Arc<TargetStats>>,
+    /// Every distinct `provider/model` target, by label: the health checks' list and
+    /// `/admin/providers`' rows.
+    pub targets: BTreeMap<String, TargetInfo>,
     pub rules: Vec<Rule>,
+}
+
+/// One distinct `provider/model` target of the whole routing table (the same breaker and
+/// stats as every alias's [`Target`] for it).
+pub struct TargetInfo {
+    pub label: Arc<str>,
+    pub provider_name: Arc<str>,
+    pub model: Arc<str>,
+    /// The provider's `kind`.
+    pub kind: String,
+    pub provider: Arc<dyn Provider>,
+    pub breaker: Arc<Breaker>,
+    pub stats: Arc<TargetStats>,
+    /// The aliases whose `targets` list it, in name order.
+    pub aliases: Vec<Arc<str>>,
+    /// The provider's resolved `[health]` settings.
+    pub health: HealthSettings,
+    /// What the health checks found.
+    pub probe: Arc<health::ProbeRecord>,
 }
 
 /// A header value for a name; names with bytes a header cannot carry are percent-encoded.
@@ -86,7 +111,7 @@ fn catch_all(config: &Config, on_exhausted: &Exhausted) -> Option<Target> {
     let Exhausted::Static { content } = on_exhausted else { return None };
     let mut options = toml::Table::new();
     options.insert("reply".into(), toml::Value::String(content.clone()));
-    let pc = ProviderConfig { name: "static".into(), kind: "mock".into(), options, overrides: Default::default() };
+    let pc = ProviderConfig { name: "static".into(), kind: "mock".into(), options, overrides: Default::default(), health: Default::default() };
     let provider = providers::build(&pc, Duration::from_secs(1)).ok()?;
     Some(Target {
         provider_name: "static".into(),
@@ -188,7 +213,31 @@ impl Routes {
             });
             assert!(pending.len() < before, "the config's fallbacks were checked for loops");
         }
-        Ok(Routes { aliases, alias_names, providers, stats, rules: config.rules.clone() })
+        let mut targets: BTreeMap<String, TargetInfo> = BTreeMap::new();
+        for name in config.models.keys() {
+            let alias = &aliases[name.as_str()];
+            for t in &alias.targets {
+                let info = targets.entry(t.label.to_string()).or_insert_with(|| {
+                    let pc = &config.providers[t.provider_name.as_ref()];
+                    TargetInfo {
+                        label: t.label.clone(),
+                        provider_name: t.provider_name.clone(),
+                        model: t.model.clone(),
+                        kind: pc.kind.clone(),
+                        provider: t.provider.clone(),
+                        breaker: t.breaker.clone(),
+                        stats: t.stats.clone(),
+                        aliases: Vec::new(),
+                        health: pc.health.clone(),
+                        probe: Arc::default(),
+                    }
+                });
+                if !info.aliases.contains(&alias.name) {
+                    info.aliases.push(alias.name.clone());
+                }
+            }
+        }
+        Ok(Routes { aliases, alias_names, providers, stats, targets, rules: config.rules.clone() })
     }
 
     pub fn alias(&self, name: &str) -> Option<&Arc<Alias>> {

@@ -220,7 +220,7 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC), written into `buf`.
-fn rfc3339_micros(t: SystemTime, buf: &mut [u8; 27]) -> &[u8] {
+pub(crate) fn rfc3339_micros(t: SystemTime, buf: &mut [u8; 27]) -> &[u8] {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);

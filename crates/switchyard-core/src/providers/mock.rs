@@ -185,6 +185,24 @@ impl Mock {
 impl Mock {
     /// The configured failure as an error, for a request that rolled one (`None`: the failure
     /// shows mid-stream). A `timeout` never resolves.
+    /// What every request goes through first: the latency (the schedule window's, if one is
+    /// on), then the failure dice. A failure that happens before an answer is the `Err`; a
+    /// mid-stream drop comes back as `Ok(Some(..))` for the stream to act on.
+    async fn prelude(&self, stream: bool) -> Result<Option<Failure>, ProviderError> {
+        let window = self.window();
+        let latency = window.and_then(|w| w.latency).map_or(self.latency, |d| d.0);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let failure = self.roll(window);
+        if let Some(f) = failure {
+            if let Some(e) = self.failure_error(f, stream).await {
+                return Err(e);
+            }
+        }
+        Ok(failure)
+    }
+
     async fn failure_error(&self, failure: Failure, stream: bool) -> Option<ProviderError> {
         Some(match failure {
             Failure::RateLimit => self.status(429, "mock: rate limit reached", "rate_limit_error", Some(self.retry_after)),
@@ -230,16 +248,7 @@ impl Provider for Mock {
     /// `dimensions`), after the configured latency and subject to the failure settings.
     fn embed<'a>(&'a self, call: EmbedCall<'a>) -> BoxFuture<'a, Result<Embeddings, ProviderError>> {
         Box::pin(async move {
-            let window = self.window();
-            let latency = window.and_then(|w| w.latency).map_or(self.latency, |d| d.0);
-            if !latency.is_zero() {
-                tokio::time::sleep(latency).await;
-            }
-            if let Some(failure) = self.roll(window) {
-                if let Some(e) = self.failure_error(failure, false).await {
-                    return Err(e);
-                }
-            }
+            self.prelude(false).await?;
             let fields = call.request.fields().map_err(|e| {
                 ProviderError::Status(UpstreamStatus {
                     status: 400,
@@ -262,17 +271,7 @@ impl Provider for Mock {
 
     fn chat<'a>(&'a self, call: Call<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
         Box::pin(async move {
-            let window = self.window();
-            let latency = window.and_then(|w| w.latency).map_or(self.latency, |d| d.0);
-            if !latency.is_zero() {
-                tokio::time::sleep(latency).await;
-            }
-            let failure = self.roll(window);
-            if let Some(f) = failure {
-                if let Some(e) = self.failure_error(f, call.request.stream).await {
-                    return Err(e);
-                }
-            }
+            let failure = self.prelude(call.request.stream).await?;
             let n = self.served.fetch_add(1, Ordering::Relaxed);
             let id = format!("chatcmpl-mock{n:08x}{:08x}", fastrand::u32(..));
             let text = self.reply_text(&call);
@@ -339,13 +338,7 @@ impl Provider for Mock {
         match probe.kind {
             ProbeKind::Completion => completion_probe(self, probe),
             ProbeKind::Models => Box::pin(async move {
-                if !self.latency.is_zero() {
-                    tokio::time::sleep(self.latency).await;
-                }
-                match self.roll() {
-                    true => self.failure_error(false).await.map_or(Ok(()), Err),
-                    false => Ok(()),
-                }
+                self.prelude(false).await.map(|_| ())
             }),
         }
     }

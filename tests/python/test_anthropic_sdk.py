@@ -81,6 +81,14 @@ targets = ["healthy/gpt-4o-mini"]
 
 [models.limited]
 targets = ["limited/any"]
+
+[providers.overloaded]
+kind = "mock"
+failure_rate = 1.0
+failure = "unavailable"
+
+[models.overloaded]
+targets = ["overloaded/any"]
 """)
         yield start_gateway(procs, SWITCHYARD_BIN, config) + ""
     finally:
@@ -176,6 +184,9 @@ def test_errors_raise_the_sdks_exceptions(client):
     with pytest.raises(anthropic.RateLimitError) as e:
         client.messages.create(model="limited", max_tokens=10, messages=ask("Hi"))
     assert e.value.response.headers["retry-after"]
+    with pytest.raises(anthropic.OverloadedError) as e:
+        client.messages.create(model="overloaded", max_tokens=10, messages=ask("Hi"))
+    assert e.value.status_code == 529 and e.value.body["error"]["type"] == "overloaded_error"
     with pytest.raises(anthropic.BadRequestError) as e:
         client.messages.create(model="chat", max_tokens=10, messages=[{"role": "user", "content": 5}])
     assert e.value.body["error"]["type"] == "invalid_request_error"

@@ -213,7 +213,12 @@ impl ApiError {
     }
 
     /// The error as an Anthropic-shaped HTTP response (with `Retry-After` when known).
-    pub fn into_anthropic_response(self) -> Response {
+    /// Upstream overload is Anthropic's 529 `overloaded_error` (the Anthropic SDKs raise
+    /// `OverloadedError` for it) rather than the 503 OpenAI clients get.
+    pub fn into_anthropic_response(mut self) -> Response {
+        if self.code.as_deref() == Some("upstream_unavailable") {
+            self.status = StatusCode::from_u16(529).expect("529 is a valid status");
+        }
         let mut resp = (self.status, self.anthropic_json()).into_response();
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

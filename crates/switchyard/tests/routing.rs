@@ -135,6 +135,30 @@ async fn hedging_cuts_the_p99_of_a_bimodal_upstream() {
 }
 
 #[tokio::test]
+async fn a_hedged_stream_races_to_the_first_token() {
+    // a takes 600 ms to its first token; b starts after the 50 ms hedge delay and wins.
+    let a = fake(Step::reply("slow answer").delayed(Duration::from_millis(600))).await;
+    let b = fake(Step::reply("fast answer")).await;
+    let gw = start(&format!(
+        "{}\n[models.chat]\ntargets = [\"a/m\", \"b/m\"]\n[models.chat.hedge]\nafter = \"50ms\"\n{FAST}",
+        providers(&[("a", &a), ("b", &b)])
+    ))
+    .await;
+    let t = Instant::now();
+    let r = gw.chat(&stream_body("chat")).await;
+    assert!(t.elapsed() < Duration::from_millis(400), "{:?}", t.elapsed());
+    assert_eq!(r.header("x-switchyard-provider"), "b");
+    assert_eq!(streamed_text(&chunks(&r.events())), "fast answer");
+    assert_eq!(r.attempts(), 2);
+    eventually("the slow stream to be cancelled", Duration::from_secs(2), || a.cancelled() == 1).await;
+    // The hedge is counted on the target it was sent to, with its win.
+    let admin = gw.get("/admin/providers").await.json();
+    let target = |label: &str| admin["targets"].as_array().unwrap().iter().find(|t| t["target"] == label).cloned().unwrap();
+    assert_eq!((target("b/m")["hedges"]["started"].as_u64(), target("b/m")["hedges"]["won"].as_u64()), (Some(1), Some(1)), "{admin}");
+    assert_eq!(target("a/m")["hedges"]["started"], 0);
+}
+
+#[tokio::test]
 async fn a_refusal_moves_on_when_asked_and_is_the_answer_when_all_refuse() {
     let refusing = || FakeUpstream::start(Script::new().finish_reason("content_filter"));
     let (a, b) = (refusing().await, fake(Step::reply("here you go")).await);

@@ -69,7 +69,7 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let grace = self.state.config.server.shutdown_grace;
-        ingress::serve_threads(listener, threads, self.router(), grace, shutdown).await
+        ingress::serve_threads(listener, threads, ingress::served(self.state.clone()), grace, shutdown).await
     }
 
     /// Serves on `listener` until `shutdown` resolves, then drains for `server.shutdown_grace`.
@@ -79,6 +79,6 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let grace = self.state.config.server.shutdown_grace;
-        ingress::serve_app(listener, self.router(), grace, shutdown).await
+        ingress::serve_app(listener, ingress::served(self.state.clone()), grace, shutdown).await
     }
 }

@@ -15,14 +15,14 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Extension, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, stream};
 use http::{HeaderValue, StatusCode, header};
 use tokio::time::{Instant, timeout_at};
 
 use super::error::ApiError;
-use super::respond::{chain_failed, rejected, served_headers};
+use super::respond::{chain_failed, ok, rejected, request_body, served_headers};
 use super::{AppState, RequestId};
 use crate::providers::{Chunk, ProviderError, TimeoutKind, answer_format};
 use crate::router::Alias;
@@ -37,9 +37,8 @@ use crate::wire::openai::{ChatRequest, NativeBody, RequestError};
 pub async fn messages(State(state): State<Arc<AppState>>, Extension(id): Extension<RequestId>, body: Body) -> Response {
     let started = Instant::now();
     let limit = state.config.server.max_body_bytes;
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => return reject(&id, "-", ApiError::body_too_large(limit)),
+    let Some(bytes) = request_body(body, limit).await else {
+        return reject(&id, "-", ApiError::body_too_large(limit));
     };
     let native = match NativeBody::parse(Format::AnthropicMessages, bytes) {
         Ok(n) => n,
@@ -75,7 +74,7 @@ pub async fn messages(State(state): State<Arc<AppState>>, Extension(id): Extensi
                     log.status = 200;
                     log.emit("ok");
                     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                    (StatusCode::OK, headers, body).into_response()
+                    ok(headers, Body::from(body))
                 }
                 Err(message) => {
                     let err = ApiError::new(StatusCode::BAD_GATEWAY, "server_error", Some("upstream_error"), message);
@@ -93,7 +92,7 @@ pub async fn messages(State(state): State<Arc<AppState>>, Extension(id): Extensi
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
             let translate = (!native).then(|| ToAnthropic::new(&typed.model));
-            (StatusCode::OK, headers, Body::from_stream(relay(s, log, translate))).into_response()
+            ok(headers, Body::from_stream(relay(s, log, translate)))
         }
     }
 }

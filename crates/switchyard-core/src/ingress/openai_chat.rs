@@ -10,11 +10,11 @@ use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, stream};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, header};
 use tokio::time::{Instant, timeout_at};
 
 use super::error::ApiError;
-use super::respond::{chain_failed, rejected, served_headers};
+use super::respond::{chain_failed, ok, rejected, request_body, served_headers};
 use super::{AppState, RequestId};
 use crate::providers::{Chunk, ProviderError, TimeoutKind};
 use crate::router::chain::{self, Answer, CommittedStream};
@@ -24,9 +24,8 @@ use crate::wire::openai::ChatRequest;
 pub async fn chat_completions(State(state): State<Arc<AppState>>, Extension(id): Extension<RequestId>, body: Body) -> Response {
     let started = Instant::now();
     let limit = state.config.server.max_body_bytes;
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => return reject(&id, "-", ApiError::body_too_large(limit)),
+    let Some(bytes) = request_body(body, limit).await else {
+        return reject(&id, "-", ApiError::body_too_large(limit));
     };
     let request = match ChatRequest::parse(bytes) {
         Ok(r) => r,
@@ -51,13 +50,13 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, Extension(id):
             log.usage = c.usage;
             log.emit("ok");
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            (StatusCode::OK, headers, c.body).into_response()
+            ok(headers, Body::from(c.body))
         }
         Answer::Stream(s) => {
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            (StatusCode::OK, headers, Body::from_stream(relay(s, log))).into_response()
+            ok(headers, Body::from_stream(relay(s, log)))
         }
     }
 }

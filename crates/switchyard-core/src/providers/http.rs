@@ -37,13 +37,38 @@ pub fn set_worker_index(index: usize) {
 pub struct HttpClient {
     pools: Vec<std::sync::OnceLock<PoolClient>>,
     connect_timeout: Duration,
+    /// The `Host` header of the first plain-http authority requested (an adapter calls one).
+    host: std::sync::OnceLock<(http::uri::Authority, HeaderValue)>,
 }
 
 impl HttpClient {
     /// Sends a request on the current thread's pool.
-    pub fn request(&self, req: http::Request<Full<Bytes>>) -> hyper_util::client::legacy::ResponseFuture {
+    pub fn request(&self, mut req: http::Request<Full<Bytes>>) -> hyper_util::client::legacy::ResponseFuture {
+        if let Some(host) = self.host_header(req.uri()) {
+            req.headers_mut().entry(http::header::HOST).or_insert(host);
+        }
         let index = WORKER.with(std::cell::Cell::get);
         self.pools[index].get_or_init(|| pool_client(self.connect_timeout)).request(req)
+    }
+
+    /// The `Host` header hyper-util's client would add to an HTTP/1 request for `uri`
+    /// (`host[:port]`, the port only when not the scheme's default), computed once: the client
+    /// formats it anew for every request. Only for `http://` URIs, which always speak HTTP/1
+    /// here (over TLS, ALPN may pick HTTP/2, which carries the authority in `:authority`).
+    fn host_header(&self, uri: &http::Uri) -> Option<HeaderValue> {
+        if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
+            return None;
+        }
+        let authority = uri.authority()?;
+        let (cached, value) = self.host.get_or_init(|| {
+            let host = authority.host();
+            let value = match authority.port().filter(|p| p.as_u16() != 80) {
+                Some(port) => HeaderValue::from_str(&format!("{host}:{}", port.as_str())),
+                None => HeaderValue::from_str(host),
+            };
+            (authority.clone(), value.unwrap_or_else(|_| HeaderValue::from_static("")))
+        });
+        (cached == authority && !value.is_empty()).then(|| value.clone())
     }
 }
 
@@ -57,7 +82,11 @@ pub const MAX_BODY: usize = 64 * 1024 * 1024;
 /// A pooled HTTP/1.1 + HTTP/2 (ALPN) client with rustls and the bundled web PKI roots; pools
 /// are created on first use, per server thread.
 pub fn client(connect_timeout: Duration) -> HttpClient {
-    HttpClient { pools: (0..MAX_WORKERS).map(|_| std::sync::OnceLock::new()).collect(), connect_timeout }
+    HttpClient {
+        pools: (0..MAX_WORKERS).map(|_| std::sync::OnceLock::new()).collect(),
+        connect_timeout,
+        host: std::sync::OnceLock::new(),
+    }
 }
 
 fn pool_client(connect_timeout: Duration) -> PoolClient {

@@ -73,7 +73,8 @@ impl HttpClient {
 }
 
 /// Idle pooled connections are closed after this, below the usual upstream keep-alive (60-75 s),
-/// so the pool rarely hands out a connection the server has just closed.
+/// so the pool rarely hands out a connection the server has just closed. The pool checks every
+/// `POOL_IDLE`, so an idle connection lives 50 to 100 s.
 const POOL_IDLE: Duration = Duration::from_secs(50);
 
 /// Largest non-streaming upstream body read.
@@ -106,6 +107,9 @@ fn pool_client(connect_timeout: Duration) -> PoolClient {
         .enable_all_versions()
         .wrap_connector(http);
     Client::builder(TokioExecutor::new())
+        // Without a timer hyper-util only drops an expired connection when a request finds it,
+        // so after a burst the idle connections (and their buffers) stayed open for good.
+        .pool_timer(hyper_util::rt::TokioTimer::new())
         .pool_idle_timeout(POOL_IDLE)
         .pool_max_idle_per_host(256)
         .build(https)

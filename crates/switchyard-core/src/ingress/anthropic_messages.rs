@@ -17,14 +17,14 @@ use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
-use futures_util::{StreamExt, stream};
+use futures_util::stream;
 use http::{HeaderValue, StatusCode, header};
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 
 use super::error::ApiError;
 use super::respond::{chain_failed, ok, rejected, request_body, served_headers};
 use super::{AppState, RequestId};
-use crate::providers::{Chunk, ProviderError, TimeoutKind, answer_format};
+use crate::providers::{Chunk, ProviderError, answer_format};
 use crate::router::Alias;
 use crate::router::chain::{self, Answer, CommittedStream};
 use crate::telemetry::request_log::RequestLog;
@@ -245,13 +245,11 @@ fn relay(s: CommittedStream, log: RequestLog, translate: Option<ToAnthropic>) ->
             if r.done {
                 return None;
             }
-            let idle_at = Instant::now() + r.stream.idle;
-            let (at, kind) = if idle_at < r.stream.deadline { (idle_at, TimeoutKind::Idle) } else { (r.stream.deadline, TimeoutKind::Total) };
-            let out = match timeout_at(at, r.stream.rest.next()).await {
+            let out = match r.stream.next_chunk().await {
                 Ok(Some(Ok(chunk))) => r.render(&chunk).unwrap_or_else(|e| r.fail(e)),
                 Ok(None) => r.end(),
                 Ok(Some(Err(e))) => r.fail(e),
-                Err(_) => r.fail(ProviderError::Timeout(kind)),
+                Err(kind) => r.fail(ProviderError::Timeout(kind)),
             };
             r.pending.push_back(out);
         }

@@ -9,14 +9,14 @@ use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use futures_util::{StreamExt, stream};
+use futures_util::stream;
 use http::{HeaderValue, header};
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 
 use super::error::ApiError;
 use super::respond::{chain_failed, ok, rejected, request_body, served_headers};
 use super::{AppState, RequestId};
-use crate::providers::{Chunk, ProviderError, TimeoutKind};
+use crate::providers::{Chunk, ProviderError};
 use crate::router::chain::{self, Answer, CommittedStream};
 use crate::telemetry::request_log::RequestLog;
 use crate::wire::openai::ChatRequest;
@@ -124,10 +124,7 @@ fn relay(s: CommittedStream, log: RequestLog) -> impl futures_util::Stream<Item 
             return None;
         }
         loop {
-            let idle_at = Instant::now() + r.stream.idle;
-            let (at, kind) =
-                if idle_at < r.stream.deadline { (idle_at, TimeoutKind::Idle) } else { (r.stream.deadline, TimeoutKind::Total) };
-            let out = match timeout_at(at, r.stream.rest.next()).await {
+            let out = match r.stream.next_chunk().await {
                 Ok(Some(Ok(chunk))) => {
                     r.observe(&chunk);
                     if chunk.data.is_empty() {
@@ -141,7 +138,7 @@ fn relay(s: CommittedStream, log: RequestLog) -> impl futures_util::Stream<Item 
                     Bytes::from_static(DONE)
                 }
                 Ok(Some(Err(e))) => r.fail(e),
-                Err(_) => r.fail(ProviderError::Timeout(kind)),
+                Err(kind) => r.fail(ProviderError::Timeout(kind)),
             };
             return Some((Ok(out), r));
         }

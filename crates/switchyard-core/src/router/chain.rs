@@ -109,6 +109,39 @@ pub struct CommittedStream {
     pub deadline: Instant,
     /// The target's breaker, to record a failure that happens after the commit.
     pub breaker: Arc<Breaker>,
+    /// The timer of [`CommittedStream::next_chunk`], kept from one chunk to the next.
+    limit: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl CommittedStream {
+    /// The next chunk, unless `idle` passes first (or the call's deadline, if sooner): what
+    /// `timeout_at(limit, rest.next())` gives, with one timer for the whole stream. A timer
+    /// re-registered for every chunk cost more than relaying the chunk; this one is moved only
+    /// when it fires and chunks have come since it was set (at most once per `idle`).
+    pub async fn next_chunk(&mut self) -> Result<Option<Result<Chunk, ProviderError>>, TimeoutKind> {
+        let idle_at = Instant::now() + self.idle;
+        let (at, kind) = if idle_at < self.deadline { (idle_at, TimeoutKind::Idle) } else { (self.deadline, TimeoutKind::Total) };
+        let this = &mut *self;
+        std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(item) = this.rest.poll_next_unpin(cx) {
+                return std::task::Poll::Ready(Ok(item));
+            }
+            let timer = this.limit.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+            loop {
+                if timer.deadline() > at {
+                    timer.as_mut().reset(at);
+                }
+                if timer.as_mut().poll(cx).is_pending() {
+                    return std::task::Poll::Pending;
+                }
+                if timer.deadline() >= at {
+                    return std::task::Poll::Ready(Err(kind));
+                }
+                timer.as_mut().reset(at); // set for an earlier chunk: the limit has moved on
+            }
+        })
+        .await
+    }
 }
 
 pub enum Answer {
@@ -278,6 +311,7 @@ async fn attempt(alias: &Alias, target: &Target, request: &ChatRequest, deadline
                         idle: target.timeouts.idle,
                         deadline,
                         breaker: target.breaker.clone(),
+                        limit: None,
                     }));
                 }
                 preamble.push(chunk);

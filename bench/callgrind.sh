@@ -15,6 +15,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/release
 WORK=$ROOT/bench/.work/callgrind
 mkdir -p "$WORK"
+for bin in switchyard switchyard-fake-upstream loadgen; do
+    [ -x "$TARGET/$bin" ] || { echo "$TARGET/$bin missing: cargo build --release first (same CARGO_TARGET_DIR)" >&2; exit 1; }
+done
 MODE=${1:-both}
 N=${2:-}
 
@@ -49,7 +52,7 @@ for _ in $(seq 1 300); do
     if curl -sf "http://127.0.0.1:$GW_PORT/health" >/dev/null 2>&1; then break; fi
     sleep 0.2
 done
-curl -sf "http://127.0.0.1:$GW_PORT/health" >/dev/null
+curl -sf "http://127.0.0.1:$GW_PORT/health" >/dev/null || { echo "the gateway did not start: $WORK/gateway.log" >&2; exit 1; }
 
 URL="http://127.0.0.1:$GW_PORT/v1/chat/completions"
 measure() { # label, requests, loadgen flags...

@@ -296,6 +296,17 @@ async fn attempt(alias: &Alias, target: &Target, request: &ChatRequest, deadline
         Reply::Complete(c) => return Ok(Answer::Complete(c)),
         Reply::Stream(s) => s,
     };
+    // The relay's idle timer, registered now rather than when the first content chunk arrives:
+    // registering a timer that is due before the runtime's next wake-up wakes its driver (an
+    // eventfd write), which would otherwise sit between the first chunk and its write to the
+    // caller.
+    let mut limit = Box::pin(tokio::time::sleep_until((Instant::now() + target.timeouts.idle).min(deadline)));
+    std::future::poll_fn(|cx| {
+        let _ = limit.as_mut().poll(cx); // a Sleep registers when first polled
+        std::task::Poll::Ready(())
+    })
+    .await;
+    let limit = Some(limit);
     let mut preamble = Vec::new();
     loop {
         match timeout_at(first_byte_at, stream.next()).await {
@@ -311,7 +322,7 @@ async fn attempt(alias: &Alias, target: &Target, request: &ChatRequest, deadline
                         idle: target.timeouts.idle,
                         deadline,
                         breaker: target.breaker.clone(),
-                        limit: None,
+                        limit,
                     }));
                 }
                 preamble.push(chunk);

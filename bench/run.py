@@ -4,7 +4,8 @@
     python3 bench/run.py [--quick] [--repeats N] [--targets a,b,...] [--no-build]
 
 Builds the release binaries, starts fake upstreams on loopback (0 ms and 20 ms latency, and two
-streaming ones: 50 chunks 1 ms apart, and 50 chunks 80 ms apart for the open-streams figure),
+streaming ones: 50 chunks 1 ms apart, and 50 chunks 80 ms apart for the open-streams figure,
+paced by the fake's microsecond-accurate timer),
 then measures each target in turn against the same upstreams with `loadgen`:
 
     direct                            loadgen -> upstream
@@ -58,12 +59,15 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
 UPSTREAM_MODEL = "gpt-4o-mini"
 
-# The fake upstreams: name -> (latency ms, chunks, chunk delay ms).
+# The fake upstreams: name -> (latency ms, chunks, chunk delay µs). Chunks are paced by the
+# fake's microsecond timer (--chunk-delay-us): tokio's millisecond timer spreads a 1 ms delay
+# over 1-2 ms, which hides any per-chunk cost of a gateway and makes time to first chunk depend
+# on where each request falls on the millisecond grid.
 UPSTREAMS = {
     "up0": (0, 50, 0),
     "up20": (20, 50, 0),
-    "stream": (0, 50, 1),
-    "slowstream": (0, 50, 80),
+    "stream": (0, 50, 1000),
+    "slowstream": (0, 50, 80_000),
 }
 
 # The load runs: id -> settings. "up" is the upstream the target forwards to.
@@ -1127,7 +1131,7 @@ def report(results: dict, derived: dict, meta: dict) -> str:
               "(a target whose every counted request is unsent shows no latency).")
 
     up = UPSTREAMS["stream"]
-    md.append(f"\n## Streams ({up[1]} content chunks {up[2]} ms apart, c=1 unless noted; µs)\n")
+    md.append(f"\n## Streams ({up[1]} content chunks {up[2]:,} µs apart, c=1 unless noted; µs)\n")
     md.append("ttfc = time to the first SSE event carrying content; gap = time between consecutive "
               "content events; per chunk = added (last − first content chunk) time ÷ (chunks − 1).\n")
     hdr = ["target", "ttfc p50", "ttfc p99", "added ttfc p50", "added ttfc p99", "gap p50", "gap p99",
@@ -1245,7 +1249,7 @@ def start_upstreams(ctx: Context) -> None:
     for up, port in zip(UPSTREAMS, free_ports(len(UPSTREAMS))):
         latency, chunks, delay = UPSTREAMS[up]
         p = Proc(f"upstream-{up}", [str(binary), "--listen", f"127.0.0.1:{port}", "--latency-ms", str(latency),
-                                    "--chunks", str(chunks), "--chunk-delay-ms", str(delay)])
+                                    "--chunks", str(chunks), "--chunk-delay-us", str(delay)])
         ctx.upstreams.append(p)
         ctx.up_ports[up] = port
     deadline = time.monotonic() + 15
@@ -1343,7 +1347,7 @@ def main() -> int:
     md = report(results, derived, meta)
     opts.out.mkdir(parents=True, exist_ok=True)
     (opts.out / "latest.md").write_text(md)
-    doc = {"meta": meta, "upstreams": {u: dict(zip(("latency_ms", "chunks", "chunk_delay_ms"), v))
+    doc = {"meta": meta, "upstreams": {u: dict(zip(("latency_ms", "chunks", "chunk_delay_us"), v))
                                        for u, v in UPSTREAMS.items()},
            "runs": RUNS, "targets": results,
            "derived": {k: v for k, v in derived.items()}}

@@ -81,7 +81,7 @@ impl Gateway {
     ) -> std::io::Result<()> {
         let grace = self.state.config.server.shutdown_grace;
         let shutdown = self.with_health_checks(shutdown);
-        ingress::serve_threads(listener, threads, self.router(), grace, shutdown).await
+        ingress::serve_threads(listener, threads, ingress::served(self.state.clone()), grace, shutdown).await
     }
 
     /// Starts the health checks on the current runtime and returns `shutdown`, which now also
@@ -102,6 +102,6 @@ impl Gateway {
     ) -> std::io::Result<()> {
         let grace = self.state.config.server.shutdown_grace;
         let shutdown = self.with_health_checks(shutdown);
-        ingress::serve_app(listener, self.router(), grace, shutdown).await
+        ingress::serve_app(listener, ingress::served(self.state.clone()), grace, shutdown).await
     }
 }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
+use crate::precise::PreciseSleep;
 use crate::upstream::Shared;
 
 /// The error that makes hyper abort a connection: a failed body, or a service answering
@@ -46,6 +47,8 @@ pub(crate) struct FakeBody {
     /// A frame waiting for `sleep` to elapse.
     pending: Option<Bytes>,
     sleep: Option<Pin<Box<Sleep>>>,
+    /// Used instead of `sleep` when the precise timer is on ([`crate::use_precise_timer`]).
+    precise: Option<PreciseSleep>,
     tail: Tail,
     /// Bytes still to come, when a `content-length` is announced.
     remaining: Option<u64>,
@@ -100,6 +103,7 @@ impl FakeBody {
             frames,
             pending: None,
             sleep: None,
+            precise: None,
             tail,
             remaining,
             aborted: false,
@@ -126,7 +130,13 @@ impl Body for FakeBody {
         let this = self.get_mut();
         loop {
             if let Some(data) = this.pending.take() {
-                if let Some(sleep) = &mut this.sleep {
+                if let Some(precise) = &mut this.precise {
+                    if Pin::new(precise).poll(cx).is_pending() {
+                        this.pending = Some(data);
+                        return Poll::Pending;
+                    }
+                    this.precise = None;
+                } else if let Some(sleep) = &mut this.sleep {
                     if sleep.as_mut().poll(cx).is_pending() {
                         this.pending = Some(data);
                         return Poll::Pending;
@@ -136,6 +146,10 @@ impl Body for FakeBody {
             }
             match this.frames.pop_front() {
                 Some((delay, data)) if delay.is_zero() => return this.emit(data),
+                Some((delay, data)) if crate::precise::enabled() => {
+                    this.precise = Some(PreciseSleep::until(std::time::Instant::now() + delay));
+                    this.pending = Some(data);
+                }
                 Some((delay, data)) => {
                     let deadline = Instant::now() + delay;
                     match &mut this.sleep {

@@ -28,10 +28,12 @@ pub mod gemini;
 mod handler;
 mod ids;
 pub mod ollama;
+mod precise;
 mod script;
 pub mod server;
 mod upstream;
 mod wire;
 
+pub use precise::use_precise_timer;
 pub use script::{Reply, Script, Step};
 pub use upstream::{FakeUpstream, Recorded};

@@ -14,14 +14,14 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Extension, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream;
 use http::{HeaderValue, StatusCode, header};
 use tokio::time::Instant;
 
 use super::error::ApiError;
-use super::respond::{chain_failed, rejected, served_by, served_headers};
+use super::respond::{chain_failed, ok, rejected, request_body, served_by, served_headers};
 use super::{AppState, RequestId};
 use crate::providers::{Chunk, ProviderError, answer_format};
 use crate::router::Alias;
@@ -40,9 +40,8 @@ pub async fn messages(State(state): State<Arc<AppState>>, Extension(id): Extensi
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let limit = state.config.server.max_body_bytes;
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => return reject(&id, "-", ApiError::body_too_large(limit)),
+    let Some(bytes) = request_body(body, limit).await else {
+        return reject(&id, "-", ApiError::body_too_large(limit));
     };
     let native = match NativeBody::parse(Format::AnthropicMessages, bytes) {
         Ok(n) => n,
@@ -85,7 +84,7 @@ pub async fn messages(State(state): State<Arc<AppState>>, Extension(id): Extensi
                     log.status = 200;
                     log.emit("ok");
                     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                    (StatusCode::OK, headers, body).into_response()
+                    ok(headers, Body::from(body))
                 }
                 Err(message) => {
                     let err = ApiError::new(StatusCode::BAD_GATEWAY, "server_error", Some("upstream_error"), message);
@@ -104,7 +103,7 @@ pub async fn messages(State(state): State<Arc<AppState>>, Extension(id): Extensi
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
             let translate = (!native).then(|| ToAnthropic::new(&typed.model));
             let live = LiveStream::new(s, &alias, &plan, target, &request, log.trace.sent, log.started);
-            (StatusCode::OK, headers, Body::from_stream(relay(live, log, translate))).into_response()
+            ok(headers, Body::from_stream(relay(live, log, translate)))
         }
     }
 }

@@ -7,13 +7,14 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, header};
 use tokio::time::Instant;
 
 use super::error::ApiError;
-use super::respond::{chain_failed, rejected, served_by, served_headers};
+use super::respond::{chain_failed, ok, rejected, request_body, served_by, served_headers};
 use super::{AppState, RequestId};
 use super::route::route;
 use crate::router::chain;
@@ -25,9 +26,8 @@ pub async fn embeddings(State(state): State<Arc<AppState>>, Extension(id): Exten
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let limit = state.config.server.max_body_bytes;
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => return reject(&id, "-", ApiError::body_too_large(limit)),
+    let Some(bytes) = request_body(body, limit).await else {
+        return reject(&id, "-", ApiError::body_too_large(limit));
     };
     let request = match EmbedRequest::parse(bytes) {
         Ok(r) => r,
@@ -52,7 +52,7 @@ pub async fn embeddings(State(state): State<Arc<AppState>>, Extension(id): Exten
     log.emit("ok");
     let mut headers = served_headers(target, log.trace.sent);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    (StatusCode::OK, headers, served.answer.body).into_response()
+    ok(headers, Body::from(served.answer.body))
 }
 
 /// Logs and renders an error found before routing (bad body, unknown alias).

@@ -9,16 +9,16 @@ use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::stream;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, header};
 use tokio::time::Instant;
 
 use super::error::ApiError;
-use super::respond::{chain_failed, rejected, served_by, served_headers};
-use super::{AppState, RequestId};
+use super::respond::{chain_failed, ok, rejected, request_body, served_by, served_headers};
 use super::route::route;
+use super::{AppState, RequestId};
 use crate::router::chain::{self, Answer};
-use crate::router::recover::LiveStream;
 use crate::router::plan::plan;
+use crate::router::recover::LiveStream;
 use crate::telemetry::request_log::RequestLog;
 use crate::wire::openai::ChatRequest;
 
@@ -26,9 +26,8 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, Extension(id):
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let limit = state.config.server.max_body_bytes;
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => return reject(&id, "-", ApiError::body_too_large(limit)),
+    let Some(bytes) = request_body(body, limit).await else {
+        return reject(&id, "-", ApiError::body_too_large(limit));
     };
     let request = match ChatRequest::parse(bytes) {
         Ok(r) => r,
@@ -55,14 +54,14 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, Extension(id):
             log.usage = c.usage;
             log.emit("ok");
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            (StatusCode::OK, headers, c.body).into_response()
+            ok(headers, Body::from(c.body))
         }
         Answer::Stream(s) => {
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
             let live = LiveStream::new(s, &alias, &plan, target, &request, log.trace.sent, log.started);
-            (StatusCode::OK, headers, Body::from_stream(relay(live, log))).into_response()
+            ok(headers, Body::from_stream(relay(live, log)))
         }
     }
 }

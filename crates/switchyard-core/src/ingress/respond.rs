@@ -1,6 +1,8 @@
 //! Response plumbing shared by the API handlers: the `x-switchyard-*` headers, and the log
 //! line plus error response for a request rejected before routing.
 
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
@@ -11,9 +13,45 @@ use crate::router::{Alias, Target};
 use crate::router::chain::ChainError;
 use crate::telemetry::request_log::RequestLog;
 
-/// Sets `x-switchyard-attempts`.
+/// Reads a request body of at most `limit` bytes, as `axum::body::to_bytes` does (`None` when
+/// it is longer or cannot be read), without that function's collecting buffer for the usual
+/// body that arrives in one frame.
+pub async fn request_body(mut body: Body, limit: usize) -> Option<Bytes> {
+    use http_body::Body as _;
+    use http_body_util::BodyExt as _;
+    let mut buf: Option<BytesMut> = None;
+    loop {
+        let Some(frame) = body.frame().await else {
+            return Some(buf.map_or_else(Bytes::new, BytesMut::freeze));
+        };
+        let Ok(data) = frame.ok()?.into_data() else { continue };
+        match &mut buf {
+            None if data.len() <= limit && body.is_end_stream() => return Some(data),
+            None if data.len() <= limit => buf = Some(BytesMut::from(&data[..])),
+            Some(b) if b.len() + data.len() <= limit => b.extend_from_slice(&data),
+            _ => return None,
+        }
+    }
+}
+
+/// Sets `x-switchyard-attempts` (small counts from static strings: `HeaderValue::from(u32)`
+/// allocates).
 pub fn set_attempts(headers: &mut HeaderMap, sent: u32) {
-    headers.insert(X_ATTEMPTS.clone(), HeaderValue::from(sent));
+    const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    let value = match SMALL.get(sent as usize) {
+        Some(s) => HeaderValue::from_static(s),
+        None => HeaderValue::from(sent),
+    };
+    headers.insert(X_ATTEMPTS.clone(), value);
+}
+
+/// A 200 answer with `headers` (from [`served_headers`], content type set) and `body`. Built
+/// directly: `(StatusCode, HeaderMap, body).into_response()` gives the body's own headers first
+/// and then merges `headers` into them one by one.
+pub fn ok(headers: HeaderMap, body: Body) -> Response {
+    let mut resp = Response::new(body);
+    *resp.headers_mut() = headers;
+    resp
 }
 
 /// The headers of an answer from `target` after `sent` upstream attempts.

@@ -52,18 +52,44 @@ pub fn on_pool<F: std::future::Future>(index: usize, fut: F) -> impl std::future
 pub struct HttpClient {
     pools: Vec<std::sync::OnceLock<PoolClient>>,
     connect_timeout: Duration,
+    /// The `Host` header of the first plain-http authority requested (an adapter calls one).
+    host: std::sync::OnceLock<(http::uri::Authority, HeaderValue)>,
 }
 
 impl HttpClient {
     /// Sends a request on the current thread's pool.
-    pub fn request(&self, req: http::Request<Full<Bytes>>) -> hyper_util::client::legacy::ResponseFuture {
+    pub fn request(&self, mut req: http::Request<Full<Bytes>>) -> hyper_util::client::legacy::ResponseFuture {
+        if let Some(host) = self.host_header(req.uri()) {
+            req.headers_mut().entry(http::header::HOST).or_insert(host);
+        }
         let index = WORKER.with(std::cell::Cell::get);
         self.pools[index].get_or_init(|| pool_client(self.connect_timeout)).request(req)
+    }
+
+    /// The `Host` header hyper-util's client would add to an HTTP/1 request for `uri`
+    /// (`host[:port]`, the port only when not the scheme's default), computed once: the client
+    /// formats it anew for every request. Only for `http://` URIs, which always speak HTTP/1
+    /// here (over TLS, ALPN may pick HTTP/2, which carries the authority in `:authority`).
+    fn host_header(&self, uri: &http::Uri) -> Option<HeaderValue> {
+        if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
+            return None;
+        }
+        let authority = uri.authority()?;
+        let (cached, value) = self.host.get_or_init(|| {
+            let host = authority.host();
+            let value = match authority.port().filter(|p| p.as_u16() != 80) {
+                Some(port) => HeaderValue::from_str(&format!("{host}:{}", port.as_str())),
+                None => HeaderValue::from_str(host),
+            };
+            (authority.clone(), value.unwrap_or_else(|_| HeaderValue::from_static("")))
+        });
+        (cached == authority && !value.is_empty()).then(|| value.clone())
     }
 }
 
 /// Idle pooled connections are closed after this, below the usual upstream keep-alive (60-75 s),
-/// so the pool rarely hands out a connection the server has just closed.
+/// so the pool rarely hands out a connection the server has just closed. The pool checks every
+/// `POOL_IDLE`, so an idle connection lives 50 to 100 s.
 const POOL_IDLE: Duration = Duration::from_secs(50);
 
 /// Largest non-streaming upstream body read.
@@ -72,7 +98,11 @@ pub const MAX_BODY: usize = 64 * 1024 * 1024;
 /// A pooled HTTP/1.1 + HTTP/2 (ALPN) client with rustls and the bundled web PKI roots; pools
 /// are created on first use, per server thread.
 pub fn client(connect_timeout: Duration) -> HttpClient {
-    HttpClient { pools: (0..=HEALTH_POOL).map(|_| std::sync::OnceLock::new()).collect(), connect_timeout }
+    HttpClient {
+        pools: (0..=HEALTH_POOL).map(|_| std::sync::OnceLock::new()).collect(),
+        connect_timeout,
+        host: std::sync::OnceLock::new(),
+    }
 }
 
 fn pool_client(connect_timeout: Duration) -> PoolClient {
@@ -92,6 +122,9 @@ fn pool_client(connect_timeout: Duration) -> PoolClient {
         .enable_all_versions()
         .wrap_connector(http);
     Client::builder(TokioExecutor::new())
+        // Without a timer hyper-util only drops an expired connection when a request finds it,
+        // so after a burst the idle connections (and their buffers) stayed open for good.
+        .pool_timer(hyper_util::rt::TokioTimer::new())
         .pool_idle_timeout(POOL_IDLE)
         .pool_max_idle_per_host(256)
         .build(https)

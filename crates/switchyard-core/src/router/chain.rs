@@ -136,6 +136,39 @@ pub struct CommittedStream {
     pub breaker: Arc<Breaker>,
     /// The target's stats; the stream counts as in flight until this drops.
     pub in_flight: InFlight,
+    /// The timer of [`CommittedStream::next_chunk`], kept from one chunk to the next.
+    limit: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl CommittedStream {
+    /// The next chunk, unless `idle` passes first (or the call's deadline, if sooner): what
+    /// `timeout_at(limit, rest.next())` gives, with one timer for the whole stream. A timer
+    /// re-registered for every chunk cost more than relaying the chunk; this one is moved only
+    /// when it fires and chunks have come since it was set (at most once per `idle`).
+    pub async fn next_chunk(&mut self) -> Result<Option<Result<Chunk, ProviderError>>, TimeoutKind> {
+        let idle_at = Instant::now() + self.idle;
+        let (at, kind) = if idle_at < self.deadline { (idle_at, TimeoutKind::Idle) } else { (self.deadline, TimeoutKind::Total) };
+        let this = &mut *self;
+        std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(item) = this.rest.poll_next_unpin(cx) {
+                return std::task::Poll::Ready(Ok(item));
+            }
+            let timer = this.limit.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+            loop {
+                if timer.deadline() > at {
+                    timer.as_mut().reset(at);
+                }
+                if timer.as_mut().poll(cx).is_pending() {
+                    return std::task::Poll::Pending;
+                }
+                if timer.deadline() >= at {
+                    return std::task::Poll::Ready(Err(kind));
+                }
+                timer.as_mut().reset(at); // set for an earlier chunk: the limit has moved on
+            }
+        })
+        .await
+    }
 }
 
 pub enum Answer {
@@ -511,6 +544,17 @@ pub(super) async fn attempt<'a>(alias: &Alias, target: &'a Target, request: &Cha
     let policy = &alias.routing.stream;
     // Content chunks to hold before committing (1: commit on the first).
     let need = policy.commit_chunks.max(1);
+    // The relay's idle timer, registered now rather than when the first content chunk arrives:
+    // registering a timer that is due before the runtime's next wake-up wakes its driver (an
+    // eventfd write), which would otherwise sit between the first chunk and its write to the
+    // caller.
+    let mut relay_timer = Box::pin(tokio::time::sleep_until((Instant::now() + target.timeouts.idle).min(deadline)));
+    std::future::poll_fn(|cx| {
+        let _ = relay_timer.as_mut().poll(cx); // a Sleep registers when first polled
+        std::task::Poll::Ready(())
+    })
+    .await;
+    let mut relay_timer = Some(relay_timer);
     let mut preamble = Vec::new();
     let mut content_chunks = 0u32;
     let mut hold_until: Option<Instant> = None;
@@ -539,23 +583,33 @@ pub(super) async fn attempt<'a>(alias: &Alias, target: &'a Target, request: &Cha
             Ok(Some(Err(e))) => return Err(e),
             Ok(Some(Ok(chunk))) => Some(chunk),
         };
-        let commit = |preamble: Vec<Chunk>, first: Chunk, rest: ChunkStream, in_flight: InFlight| {
-            Answer::Stream(CommittedStream { preamble, first, rest, idle: target.timeouts.idle, deadline, target: target.label.clone(), breaker: target.breaker.clone(), in_flight })
+        let commit = |preamble: Vec<Chunk>, first: Chunk, rest: ChunkStream, in_flight: InFlight, limit| {
+            Answer::Stream(CommittedStream {
+                preamble,
+                first,
+                rest,
+                idle: target.timeouts.idle,
+                deadline,
+                target: target.label.clone(),
+                breaker: target.breaker.clone(),
+                in_flight,
+                limit,
+            })
         };
         let Some(chunk) = next else {
             // Commit the held chunks: the last one is the "first" to relay after the others.
             let first = preamble.pop().unwrap_or_else(|| Chunk { data: bytes::Bytes::new(), content: false, finish: false, usage: None });
-            return Ok(commit(preamble, first, stream, in_flight));
+            return Ok(commit(preamble, first, stream, in_flight, relay_timer.take()));
         };
         if chunk.finish && !chunk.content && content_chunks == 0 && check_refusal && is_refusal(&chunk.data) {
-            stash(refused, Served { target, answer: commit(preamble, chunk, stream, in_flight) });
+            stash(refused, Served { target, answer: commit(preamble, chunk, stream, in_flight, relay_timer.take()) });
             return Err(ProviderError::Refused("the stream was filtered (content_filter)".into()));
         }
         if chunk.content {
             content_chunks += 1;
         }
         if chunk.finish || (chunk.content && content_chunks >= need) || (content_chunks == 0 && preamble.len() >= MAX_PREAMBLE) {
-            return Ok(commit(preamble, chunk, stream, in_flight));
+            return Ok(commit(preamble, chunk, stream, in_flight, relay_timer.take()));
         }
         if chunk.content && hold_until.is_none() {
             hold_until = Some(Instant::now() + policy.commit_within.unwrap_or(target.timeouts.first_byte));

@@ -20,15 +20,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 use smallvec::SmallVec;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 
 use super::chain::{self, Answer, AttemptRecord, CommittedStream, Outcome, Served, Trace};
 use super::plan::Plan;
 use super::{Alias, Target};
-use crate::providers::{Chunk, ProviderError, TimeoutKind, Usage, answer_format};
+use crate::providers::{Chunk, ProviderError, Usage, answer_format};
 use crate::telemetry::request_log::RequestLog;
 use crate::wire::Format;
 use crate::wire::openai::ChatRequest;
@@ -121,10 +120,8 @@ impl LiveStream {
             if self.ended {
                 return None;
             }
-            let idle_at = Instant::now() + self.current.idle;
-            let (at, kind) =
-                if idle_at < self.current.deadline { (idle_at, TimeoutKind::Idle) } else { (self.current.deadline, TimeoutKind::Total) };
-            let error = match timeout_at(at, self.current.rest.next()).await {
+            // One idle timer for the whole stream (see CommittedStream::next_chunk).
+            let error = match self.current.next_chunk().await {
                 Ok(Some(Ok(chunk))) => {
                     self.queue(chunk);
                     continue;
@@ -134,7 +131,7 @@ impl LiveStream {
                     return None;
                 }
                 Ok(Some(Err(e))) => e,
-                Err(_) => ProviderError::Timeout(kind),
+                Err(kind) => ProviderError::Timeout(kind),
             };
             if self.finished {
                 self.ended = true;

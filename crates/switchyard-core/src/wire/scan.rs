@@ -41,10 +41,9 @@ fn string_end(s: &[u8], i: usize) -> Result<(usize, bool)> {
     let mut j = i + 1;
     let mut escaped = false;
     loop {
-        match memchr::memchr2(b'"', b'\\', &s[j.min(s.len())..]) {
+        match quote_or_backslash(s, j) {
             None => return Err(ScanError(i, "unterminated string")),
-            Some(p) => {
-                let at = j + p;
+            Some(at) => {
                 if s[at] == b'"' {
                     return Ok((at + 1, escaped));
                 }
@@ -58,6 +57,32 @@ fn string_end(s: &[u8], i: usize) -> Result<(usize, bool)> {
     }
 }
 
+/// The first `"` or `\` at or after `from`. Most strings in an answer are short (keys, ids,
+/// enum values): the first 32 bytes are tested 8 at a time in a register, as setting up
+/// `memchr` costs more than such a string; longer strings go to `memchr`.
+#[inline]
+fn quote_or_backslash(s: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Marks the bytes of `w` equal to `b` (exactly for the lowest one; bytes above a match may
+    // be marked falsely, which the lowest-match search never looks at).
+    fn matches(w: u64, b: u8) -> u64 {
+        let x = w ^ (ONES * u64::from(b));
+        x.wrapping_sub(ONES) & !x & HIGHS
+    }
+    let rest = s.get(from..)?;
+    let mut k = 0;
+    while k < 32 && k + 8 <= rest.len() {
+        let w = u64::from_le_bytes(rest[k..k + 8].try_into().expect("8 bytes"));
+        let m = matches(w, b'"') | matches(w, b'\\');
+        if m != 0 {
+            return Some(from + k + (m.trailing_zeros() / 8) as usize);
+        }
+        k += 8;
+    }
+    memchr::memchr2(b'"', b'\\', &rest[k..]).map(|p| from + k + p)
+}
+
 /// Skips one value starting at `i` (no leading whitespace); returns the index after it.
 fn value_end(s: &[u8], i: usize, depth: usize) -> Result<usize> {
     if depth > MAX_DEPTH {
@@ -66,8 +91,8 @@ fn value_end(s: &[u8], i: usize, depth: usize) -> Result<usize> {
     match s.get(i) {
         None => Err(ScanError(i, "expected a value")),
         Some(b'"') => string_end(s, i).map(|(e, _)| e),
-        Some(b'{') => members_from(s, i, depth, &mut |_| Ok(())),
-        Some(b'[') => elements_from(s, i, depth, &mut |_| Ok(())),
+        Some(b'{') => members_from(s, i, depth, &mut |m: MemberAt<'_>| value_end(s, m.start, m.depth)),
+        Some(b'[') => elements_from(s, i, depth, &mut |j, d| value_end(s, j, d)),
         Some(b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
             let mut j = i + 1;
             while j < s.len() && !matches!(s[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
@@ -79,9 +104,20 @@ fn value_end(s: &[u8], i: usize, depth: usize) -> Result<usize> {
     }
 }
 
-/// Walks the object starting at `i` (its `{`), calling `f` per member; returns the index after
-/// the closing `}`.
-fn members_from(s: &[u8], i: usize, depth: usize, f: &mut dyn FnMut(Member<'_>) -> Result<()>) -> Result<usize> {
+/// An object member met before its value is read: the key (as in [`Member`]), where the value
+/// starts and its nesting depth. The callback of [`members_at`] reads the value from `start`
+/// itself ([`skip`], [`members_at`], [`elements_at`], passing `depth` on) and returns its end,
+/// so a value the caller looks into is read once, not skipped first and then read again.
+pub struct MemberAt<'a> {
+    pub key: &'a [u8],
+    pub key_escaped: bool,
+    pub start: usize,
+    pub depth: usize,
+}
+
+/// Walks the object starting at `i` (its `{`), calling `f` per member, which returns the end of
+/// the member's value; returns the index after the closing `}`.
+fn members_from<F: FnMut(MemberAt<'_>) -> Result<usize> + ?Sized>(s: &[u8], i: usize, depth: usize, f: &mut F) -> Result<usize> {
     let mut j = ws(s, i + 1);
     if s.get(j) == Some(&b'}') {
         return Ok(j + 1);
@@ -97,8 +133,7 @@ fn members_from(s: &[u8], i: usize, depth: usize, f: &mut dyn FnMut(Member<'_>) 
             return Err(ScanError(j, "expected ':'"));
         }
         let start = ws(s, j + 1);
-        let end = value_end(s, start, depth + 1)?;
-        f(Member { key, key_escaped, value: start..end })?;
+        let end = f(MemberAt { key, key_escaped, start, depth: depth + 1 })?;
         j = ws(s, end);
         match s.get(j) {
             Some(b',') => j = ws(s, j + 1),
@@ -108,16 +143,15 @@ fn members_from(s: &[u8], i: usize, depth: usize, f: &mut dyn FnMut(Member<'_>) 
     }
 }
 
-/// Walks the array starting at `i` (its `[`), calling `f` per element range; returns the index
-/// after the closing `]`.
-fn elements_from(s: &[u8], i: usize, depth: usize, f: &mut dyn FnMut(Range<usize>) -> Result<()>) -> Result<usize> {
+/// Walks the array starting at `i` (its `[`), calling `f(start, depth)` per element, which
+/// returns the element's end; returns the index after the closing `]`.
+fn elements_from<F: FnMut(usize, usize) -> Result<usize> + ?Sized>(s: &[u8], i: usize, depth: usize, f: &mut F) -> Result<usize> {
     let mut j = ws(s, i + 1);
     if s.get(j) == Some(&b']') {
         return Ok(j + 1);
     }
     loop {
-        let end = value_end(s, j, depth + 1)?;
-        f(j..end)?;
+        let end = f(j, depth + 1)?;
         j = ws(s, end);
         match s.get(j) {
             Some(b',') => j = ws(s, j + 1),
@@ -130,24 +164,65 @@ fn elements_from(s: &[u8], i: usize, depth: usize, f: &mut dyn FnMut(Range<usize
 /// Calls `f` for each member of the object that is the whole of `s[range]` (surrounding
 /// whitespace allowed). Value ranges are absolute offsets into `s`.
 pub fn members(s: &[u8], range: Range<usize>, f: &mut dyn FnMut(Member<'_>) -> Result<()>) -> Result<()> {
+    let s = &s[..range.end];
+    members_walk(s, range, &mut |m| {
+        let end = value_end(s, m.start, m.depth)?;
+        f(Member { key: m.key, key_escaped: m.key_escaped, value: m.start..end })?;
+        Ok(end)
+    })
+}
+
+/// [`members`] with the callback reading each value itself (see [`MemberAt`]).
+pub fn members_walk(s: &[u8], range: Range<usize>, f: &mut dyn FnMut(MemberAt<'_>) -> Result<usize>) -> Result<()> {
     let start = ws(s, range.start);
-    if s.get(start) != Some(&b'{') {
-        return Err(ScanError(start, "expected an object"));
-    }
-    let end = members_from(&s[..range.end], start, 0, f)?;
+    let end = members_at(&s[..range.end], start, 0, f)?;
     if ws(s, end) < range.end {
         return Err(ScanError(end, "trailing characters"));
     }
     Ok(())
 }
 
+/// Walks the object starting at `start` (no leading whitespace) at nesting `depth`, as
+/// [`members_walk`] does; returns the index after it.
+pub fn members_at(s: &[u8], start: usize, depth: usize, f: &mut dyn FnMut(MemberAt<'_>) -> Result<usize>) -> Result<usize> {
+    if depth > MAX_DEPTH {
+        return Err(ScanError(start, "nested too deeply"));
+    }
+    if s.get(start) != Some(&b'{') {
+        return Err(ScanError(start, "expected an object"));
+    }
+    members_from(s, start, depth, f)
+}
+
 /// Calls `f` for each element of the array `s[range]`.
 pub fn elements(s: &[u8], range: Range<usize>, f: &mut dyn FnMut(Range<usize>) -> Result<()>) -> Result<()> {
+    let s = &s[..range.end];
     let start = ws(s, range.start);
+    elements_at(s, start, 0, &mut |j, depth| {
+        let end = value_end(s, j, depth)?;
+        f(j..end)?;
+        Ok(end)
+    })
+    .map(|_| ())
+}
+
+/// Walks the array starting at `start` (no leading whitespace) at nesting `depth`, calling
+/// `f(element start, element depth)`, which reads the element and returns its end; returns
+/// the index after the array.
+pub fn elements_at(s: &[u8], start: usize, depth: usize, f: &mut dyn FnMut(usize, usize) -> Result<usize>) -> Result<usize> {
+    if depth > MAX_DEPTH {
+        return Err(ScanError(start, "nested too deeply"));
+    }
     if s.get(start) != Some(&b'[') {
         return Err(ScanError(start, "expected an array"));
     }
-    elements_from(&s[..range.end], start, 0, f).map(|_| ())
+    elements_from(s, start, depth, f)
+}
+
+/// Skips the value starting at `start` (no leading whitespace) at nesting `depth`; returns the
+/// index after it.
+pub fn skip(s: &[u8], start: usize, depth: usize) -> Result<usize> {
+    value_end(s, start, depth)
 }
 
 /// True for `null`, `""`, `[]` and `{}` (inner whitespace allowed).

@@ -91,7 +91,7 @@ impl SseParser {
     fn find_line(&mut self) -> Option<(usize, usize)> {
         let bytes = &self.buf[..];
         let from = self.scanned;
-        match bytes[from..].iter().position(|&b| b == b'\n' || b == b'\r') {
+        match memchr::memchr2(b'\n', b'\r', &bytes[from..]) {
             None => {
                 self.scanned = bytes.len();
                 None

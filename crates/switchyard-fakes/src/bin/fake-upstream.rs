@@ -2,8 +2,12 @@
 //!
 //! ```text
 //! switchyard-fake-upstream --listen 127.0.0.1:9001 [--latency-ms N] [--chunks N]
-//!     [--chunk-delay-ms N] [--groq-quirks] [--fail-status CODE]
+//!     [--chunk-delay-ms N | --chunk-delay-us N] [--groq-quirks] [--fail-status CODE]
 //! ```
+//!
+//! `--chunk-delay-us` paces stream chunks with a timer accurate to microseconds (a thread
+//! waiting with 1 µs timer slack) instead of tokio's millisecond timer, whose 1-2 ms spread
+//! hides what a gateway adds per chunk.
 //!
 //! Prints `listening on http://ADDR` once bound, then serves until killed.
 
@@ -15,7 +19,7 @@ use std::time::Duration;
 use switchyard_fakes::{FakeUpstream, Reply, Script, Step};
 
 const USAGE: &str = "usage: switchyard-fake-upstream --listen ADDR [--latency-ms N] [--chunks N] \
-[--chunk-delay-ms N] [--groq-quirks] [--fail-status CODE]";
+[--chunk-delay-ms N | --chunk-delay-us N] [--groq-quirks] [--fail-status CODE]";
 
 /// Command-line options.
 struct Options {
@@ -23,6 +27,8 @@ struct Options {
     latency: Duration,
     chunks: usize,
     chunk_delay: Duration,
+    /// Pace chunks with the microsecond timer.
+    precise: bool,
     groq_quirks: bool,
     fail_status: Option<u16>,
 }
@@ -35,6 +41,7 @@ impl Options {
             latency: Duration::ZERO,
             chunks: 5,
             chunk_delay: Duration::ZERO,
+            precise: false,
             groq_quirks: false,
             fail_status: None,
         };
@@ -48,6 +55,10 @@ impl Options {
                 "--chunks" => options.chunks = parse_value(&flag, &value()?)?,
                 "--chunk-delay-ms" => {
                     options.chunk_delay = Duration::from_millis(parse_value(&flag, &value()?)?)
+                }
+                "--chunk-delay-us" => {
+                    options.chunk_delay = Duration::from_micros(parse_value(&flag, &value()?)?);
+                    options.precise = true;
                 }
                 "--fail-status" => options.fail_status = Some(parse_value(&flag, &value()?)?),
                 "--groq-quirks" => options.groq_quirks = true,
@@ -110,6 +121,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if options.precise {
+        switchyard_fakes::use_precise_timer();
+    }
     let upstream = match FakeUpstream::start_on(options.listen, options.script()).await {
         Ok(upstream) => upstream,
         Err(error) => {

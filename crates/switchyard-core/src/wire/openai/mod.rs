@@ -363,7 +363,9 @@ fn raw_key(out: &mut Vec<u8>, key: &[u8]) {
 }
 
 /// One pass over the response: members are kept, dropped or replaced by splicing byte ranges
-/// found by [`scan`]; values are never decoded except `usage` and `finish_reason`.
+/// found by [`scan`]; values are never decoded except `usage` and `finish_reason`. The scanner
+/// descends into `choices` (and each delta) instead of skipping it first, so every byte is
+/// read about once.
 fn normalize(input: &[u8], alias: &str, kind: ChoiceKind, keep_usage: bool) -> Result<NormalizedChunk, NormalizeError> {
     let mut out = Vec::with_capacity(input.len() + alias.len());
     let mut content = false;
@@ -373,41 +375,46 @@ fn normalize(input: &[u8], alias: &str, kind: ChoiceKind, keep_usage: bool) -> R
     let mut choices = 0;
     let mut error = None;
     out.push(b'{');
-    scan::members(input, 0..input.len(), &mut |m| {
+    scan::members_walk(input, 0..input.len(), &mut |m| {
         if m.key_escaped {
-            return Ok(()); // no standard key needs escapes
+            return scan::skip(input, m.start, m.depth); // no standard key needs escapes
         }
-        let raw = &input[m.value.clone()];
+        if m.key == b"choices" {
+            saw_choices = true;
+            sep(&mut out);
+            raw_key(&mut out, b"choices");
+            out.push(b'[');
+            let end = scan::elements_at(input, m.start, m.depth, &mut |start, depth| {
+                sep(&mut out);
+                choices += 1;
+                let (end, c, f) = normalize_choice(input, start, depth, kind, &mut out)?;
+                content |= c;
+                finish |= f;
+                Ok(end)
+            })?;
+            out.push(b']');
+            return Ok(end);
+        }
+        if m.key == b"usage" {
+            let (end, u) = usage_at(input, m.start, m.depth)?;
+            usage = u;
+            if keep_usage {
+                sep(&mut out);
+                raw_key(&mut out, b"usage");
+                out.extend_from_slice(&input[m.start..end]);
+            }
+            return Ok(end);
+        }
+        let end = scan::skip(input, m.start, m.depth)?;
+        let value = m.start..end;
+        let raw = &input[value.clone()];
         match m.key {
             b"model" => {
                 sep(&mut out);
                 write_key(&mut out, "model");
                 write_str(&mut out, alias);
             }
-            b"choices" => {
-                saw_choices = true;
-                sep(&mut out);
-                raw_key(&mut out, b"choices");
-                out.push(b'[');
-                scan::elements(input, m.value, &mut |r| {
-                    sep(&mut out);
-                    choices += 1;
-                    let (c, f) = normalize_choice(input, r, kind, &mut out)?;
-                    content |= c;
-                    finish |= f;
-                    Ok(())
-                })?;
-                out.push(b']');
-            }
-            b"usage" => {
-                usage = read_usage(input, m.value.clone());
-                if keep_usage {
-                    sep(&mut out);
-                    raw_key(&mut out, b"usage");
-                    out.extend_from_slice(raw);
-                }
-            }
-            b"error" if !saw_choices => error = Some(m.value),
+            b"error" if !saw_choices => error = Some(value),
             k if TOP_LEVEL_KEPT.contains(&k) => {
                 sep(&mut out);
                 raw_key(&mut out, k);
@@ -415,7 +422,7 @@ fn normalize(input: &[u8], alias: &str, kind: ChoiceKind, keep_usage: bool) -> R
             }
             _ => {}
         }
-        Ok(())
+        Ok(end)
     })
     .map_err(|e| NormalizeError::Invalid(e.to_string()))?;
     if let Some(r) = error {
@@ -464,6 +471,42 @@ fn read_usage(input: &[u8], range: std::ops::Range<usize>) -> Option<Usage> {
     }
 }
 
+/// Reads the `usage` value starting at `start` as [`read_usage`] does, in the same pass that
+/// finds its end; returns (its end, the usage).
+fn usage_at(input: &[u8], start: usize, depth: usize) -> scan::Result<(usize, Option<Usage>)> {
+    if input.get(start) != Some(&b'{') {
+        let end = scan::skip(input, start, depth)?;
+        return Ok((end, read_usage(input, start..end)));
+    }
+    let mut u = Usage::default();
+    let mut found = 0u8;
+    let mut unusual = false;
+    let end = scan::members_at(input, start, depth, &mut |m| {
+        let end = scan::skip(input, m.start, m.depth)?;
+        if found == 7 || unusual {
+            return Ok(end);
+        }
+        let (slot, bit) = match m.key {
+            b"prompt_tokens" => (&mut u.prompt_tokens, 1),
+            b"completion_tokens" => (&mut u.completion_tokens, 2),
+            b"total_tokens" => (&mut u.total_tokens, 4),
+            _ => return Ok(end),
+        };
+        match parse_u64(&input[m.start..end]) {
+            Ok(n) => {
+                *slot = n;
+                found |= bit;
+            }
+            Err(_) => unusual = true,
+        }
+        Ok(end)
+    })?;
+    if unusual {
+        return Ok((end, serde_json::from_slice::<Option<Usage>>(&input[start..end]).ok().flatten()));
+    }
+    Ok((end, Some(u)))
+}
+
 fn parse_u64(digits: &[u8]) -> scan::Result<u64> {
     if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
         return Err(scan::ScanError(0, "not a token count"));
@@ -471,8 +514,9 @@ fn parse_u64(digits: &[u8]) -> scan::Result<u64> {
     Ok(digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
-/// Writes one normalized choice; returns (carries content, carries a finish reason).
-fn normalize_choice(input: &[u8], range: std::ops::Range<usize>, kind: ChoiceKind, out: &mut Vec<u8>) -> scan::Result<(bool, bool)> {
+/// Writes one normalized choice, the object starting at `start`; returns (its end, carries
+/// content, carries a finish reason).
+fn normalize_choice(input: &[u8], start: usize, depth: usize, kind: ChoiceKind, out: &mut Vec<u8>) -> scan::Result<(usize, bool, bool)> {
     let body_key: &[u8] = match kind {
         ChoiceKind::Message => b"message",
         ChoiceKind::Delta => b"delta",
@@ -480,14 +524,21 @@ fn normalize_choice(input: &[u8], range: std::ops::Range<usize>, kind: ChoiceKin
     let mut content = false;
     let mut finish = false;
     out.push(b'{');
-    scan::members(input, range, &mut |m| {
+    let end = scan::members_at(input, start, depth, &mut |m| {
         let key = m.key;
         if m.key_escaped || !(key == b"index" || key == b"logprobs" || key == body_key || key == b"finish_reason") {
-            return Ok(());
+            return scan::skip(input, m.start, m.depth);
         }
-        let raw = &input[m.value.clone()];
         sep(out);
         raw_key(out, key);
+        if key == body_key && kind == ChoiceKind::Delta {
+            let (end, c) = delta_has_content(input, m.start, m.depth)?;
+            content = c;
+            out.extend_from_slice(&input[m.start..end]);
+            return Ok(end);
+        }
+        let end = scan::skip(input, m.start, m.depth)?;
+        let raw = &input[m.start..end];
         if key == b"finish_reason" {
             let reason = match scan::plain_str(raw) {
                 Some(r) => Some(std::borrow::Cow::Borrowed(r)),
@@ -500,29 +551,28 @@ fn normalize_choice(input: &[u8], range: std::ops::Range<usize>, kind: ChoiceKin
                 }
                 None => out.extend_from_slice(b"null"),
             }
-            return Ok(());
+            return Ok(end);
         }
         out.extend_from_slice(raw);
         if key == body_key {
-            content = match kind {
-                ChoiceKind::Message => true,
-                ChoiceKind::Delta => delta_has_content(input, m.value)?,
-            };
+            content = true; // a message
         }
-        Ok(())
+        Ok(end)
     })?;
     out.push(b'}');
-    Ok((content, finish))
+    Ok((end, content, finish))
 }
 
-/// A delta carries content when any field but `role` has a non-empty value.
-fn delta_has_content(input: &[u8], range: std::ops::Range<usize>) -> scan::Result<bool> {
+/// Reads the delta object starting at `start`; returns (its end, whether any field but `role`
+/// has a non-empty value, i.e. it carries content).
+fn delta_has_content(input: &[u8], start: usize, depth: usize) -> scan::Result<(usize, bool)> {
     let mut content = false;
-    scan::members(input, range, &mut |m| {
-        content |= m.key != b"role" && !scan::is_empty(&input[m.value]);
-        Ok(())
+    let end = scan::members_at(input, start, depth, &mut |m| {
+        let end = scan::skip(input, m.start, m.depth)?;
+        content |= m.key != b"role" && !scan::is_empty(&input[m.start..end]);
+        Ok(end)
     })?;
-    Ok(content)
+    Ok((end, content))
 }
 
 /// The message of an upstream `{"error": ...}` object (a string, or an object with `message`).

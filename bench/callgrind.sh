@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Instructions per request on the gateway's hot path, counted by callgrind: deterministic, so
+# usable on a busy shared machine where wall-clock figures are noise.
+#
+#   bench/callgrind.sh [plain|stream|both] [REQUESTS]
+#
+# Starts the fake upstream (50 chunks, no delays) and the release gateway under callgrind with
+# one server thread and its default logging, warms up with 200 requests, zeroes the counters,
+# sends REQUESTS (default 1000; 200 for streams) at concurrency 1 with loadgen, dumps, and
+# prints the instructions per request (every thread of the gateway counted: the log writer too).
+# The dumps stay in bench/.work/callgrind/ for callgrind_annotate. Everything listens on
+# 127.0.0.1; every process started here is stopped by PID.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/release
+WORK=$ROOT/bench/.work/callgrind
+mkdir -p "$WORK"
+for bin in switchyard switchyard-fake-upstream loadgen; do
+    [ -x "$TARGET/$bin" ] || { echo "$TARGET/$bin missing: cargo build --release first (same CARGO_TARGET_DIR)" >&2; exit 1; }
+done
+MODE=${1:-both}
+N=${2:-}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP_PORT=$(free_port)
+GW_PORT=$(free_port)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+"$TARGET/switchyard-fake-upstream" --listen "127.0.0.1:$UP_PORT" --chunks 50 >"$WORK/upstream.log" 2>&1 &
+PIDS+=($!)
+cat >"$WORK/switchyard.toml" <<EOF
+[server]
+listen = "127.0.0.1:$GW_PORT"
+threads = 1
+
+[providers.up]
+kind = "openai"
+base_url = "http://127.0.0.1:$UP_PORT/v1"
+api_key = "sk-bench"
+
+[models.up]
+targets = ["up/gpt-4o-mini"]
+EOF
+rm -f "$WORK"/callgrind.out.*
+valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out.%p" \
+    "$TARGET/switchyard" serve --config "$WORK/switchyard.toml" >"$WORK/gateway.log" 2>&1 &
+VG=$!
+PIDS+=($VG)
+for _ in $(seq 1 300); do
+    if curl -sf "http://127.0.0.1:$GW_PORT/health" >/dev/null 2>&1; then break; fi
+    sleep 0.2
+done
+curl -sf "http://127.0.0.1:$GW_PORT/health" >/dev/null || { echo "the gateway did not start: $WORK/gateway.log" >&2; exit 1; }
+
+URL="http://127.0.0.1:$GW_PORT/v1/chat/completions"
+measure() { # label, requests, loadgen flags...
+    local label=$1 n=$2
+    shift 2
+    "$TARGET/loadgen" --url "$URL" --model up -c 1 --requests 200 --warmup 0s --timeout 30s "$@" >/dev/null
+    callgrind_control -z "$VG" >/dev/null
+    "$TARGET/loadgen" --url "$URL" --model up -c 1 --requests "$n" --warmup 0s --timeout 30s "$@" >"$WORK/$label.json"
+    callgrind_control -d "$label" "$VG" >/dev/null
+    sleep 0.5
+    local dump ir ok
+    dump=$(ls -t "$WORK"/callgrind.out.* | head -1)
+    mv "$dump" "$WORK/$label.callgrind"
+    ir=$(awk '/^summary:/ {print $2}' "$WORK/$label.callgrind")
+    ok=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['ok'])" "$WORK/$label.json")
+    echo "$label: $ok ok of $n; $ir instructions; $((ir / n)) per request  ($WORK/$label.callgrind)"
+}
+case $MODE in
+    plain) measure plain "${N:-1000}" ;;
+    stream) measure stream "${N:-200}" --stream ;;
+    both) measure plain "${N:-1000}"; measure stream "${N:-200}" --stream ;;
+    *) echo "usage: $0 [plain|stream|both] [REQUESTS]" >&2; exit 2 ;;
+esac

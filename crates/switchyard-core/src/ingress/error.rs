@@ -83,7 +83,7 @@ impl ApiError {
     }
 
     /// A `x-switchyard-*` request header with a value the gateway cannot use.
-    pub fn invalid_header(name: &'static str, message: String) -> Self {
+    pub fn invalid_header(name: &str, message: String) -> Self {
         ApiError {
             param: Some(name.into()),
             ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", Some("invalid_header"), format!("Header {name}: {message}"))

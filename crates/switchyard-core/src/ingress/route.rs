@@ -13,8 +13,12 @@ use crate::router::plan::{Features, RouteOptions};
 use crate::router::rules;
 use crate::wire::openai::ChatRequest;
 
-pub const X_STRATEGY: &str = "x-switchyard-strategy";
-pub const X_MAX_COST: &str = "x-switchyard-max-cost";
+use http::HeaderName;
+
+/// Per-request strategy override. Static names: a lookup by `&str` would parse the name first.
+pub static X_STRATEGY: HeaderName = HeaderName::from_static("x-switchyard-strategy");
+/// Per-request budget in USD.
+pub static X_MAX_COST: HeaderName = HeaderName::from_static("x-switchyard-max-cost");
 
 /// The alias to run, the per-request options, and the request's features (parsed only if a
 /// rule needed them, else on the plan's first need).
@@ -39,16 +43,16 @@ pub fn route<'r>(state: &AppState, headers: &HeaderMap, requested: &str, request
             opts.strategy = rule.strategy;
         }
     }
-    if let Some(v) = headers.get(X_STRATEGY) {
+    if let Some(v) = headers.get(&X_STRATEGY) {
         let text = v.to_str().unwrap_or("").trim();
         opts.strategy = Some(StrategyKind::parse(text).ok_or_else(|| {
-            ApiError::invalid_header(X_STRATEGY, format!("unknown strategy \"{text}\"; use one of: {}", StrategyKind::names()))
+            ApiError::invalid_header(X_STRATEGY.as_str(), format!("unknown strategy \"{text}\"; use one of: {}", StrategyKind::names()))
         })?);
     }
-    if let Some(v) = headers.get(X_MAX_COST) {
+    if let Some(v) = headers.get(&X_MAX_COST) {
         let text = v.to_str().unwrap_or("").trim();
         let cost = text.parse::<f64>().ok().filter(|c| *c > 0.0 && c.is_finite());
-        opts.max_cost = Some(cost.ok_or_else(|| ApiError::invalid_header(X_MAX_COST, format!("\"{text}\" is not a positive amount of USD")))?);
+        opts.max_cost = Some(cost.ok_or_else(|| ApiError::invalid_header(X_MAX_COST.as_str(), format!("\"{text}\" is not a positive amount of USD")))?);
     }
     let alias = routes.alias(name).cloned().ok_or_else(|| ApiError::model_not_found(requested))?;
     Ok(Routed { alias, opts, features })

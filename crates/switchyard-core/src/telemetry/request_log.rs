@@ -194,8 +194,16 @@ impl RequestLog {
             push_u64(out, v);
         }
         if let Some(cost) = self.cost() {
+            // Eight decimals, written by hand (float formatting costs more than the rest).
             field(out, "cost_usd");
-            let _ = write!(out, "{cost:.8}");
+            let units = (cost * 1e8).round() as u64;
+            push_u64(out, units / 100_000_000);
+            out.push(b'.');
+            let frac = units % 100_000_000;
+            let start = out.len();
+            push_u64(out, frac);
+            let digits = out.len() - start;
+            out.splice(start..start, std::iter::repeat_n(b'0', 8 - digits));
         }
         if json {
             out.extend_from_slice(b",\"target\":\"switchyard::request\"}");
@@ -310,6 +318,14 @@ mod tests {
         log.format(LineFormat::Json, "ok", UNIX_EPOCH, &mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["cost_usd"].as_f64(), Some(0.0225));
+        let mut text = Vec::new();
+        log.format(LineFormat::Text, "ok", UNIX_EPOCH, &mut text);
+        assert!(String::from_utf8(text).unwrap().ends_with(" cost_usd=0.02250000\n"));
+        log.usage = Some(Usage { prompt_tokens: 1, completion_tokens: 0, total_tokens: 1 });
+        let mut text = Vec::new();
+        log.format(LineFormat::Text, "ok", UNIX_EPOCH, &mut text);
+        assert!(String::from_utf8(text).unwrap().ends_with(" cost_usd=0.00000250\n"));
+        log.usage = Some(Usage { prompt_tokens: 1_000, completion_tokens: 2_000, total_tokens: 3_000 });
         log.emitted = false;
         log.emit("ok");
         assert!((stats.spend() - 0.0225).abs() < 1e-9);

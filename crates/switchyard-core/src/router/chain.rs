@@ -250,6 +250,25 @@ fn disposition(alias: &Alias, error: &ProviderError) -> Disposition {
     }
 }
 
+/// Settles a failed attempt's breaker permit: a provider's fault counts against its breaker
+/// (a 429 with the hint of its `Retry-After`), a caller's fault or a target that cannot serve
+/// the request does not.
+fn charge(permit: super::breaker::Permit<'_>, d: Disposition, error: &ProviderError) {
+    match d {
+        Disposition::Fail | Disposition::NextTarget { counts: false } => drop(permit),
+        Disposition::NextTarget { counts: true } => permit.failure(),
+        Disposition::Retry => permit.failure_with_hint(error.retry_after().filter(|_| error.status() == Some(429))),
+    }
+}
+
+/// The caller's own error (answered at once), or a failure that ends the call.
+fn caller_error(error: ProviderError) -> ChainError {
+    match error {
+        ProviderError::Status(s) => ChainError::Caller(s),
+        other => ChainError::Exhausted { last: Some(other), retry_at: None },
+    }
+}
+
 /// The fallback loop every kind of call shares: for each target of `plan` in order, skip it
 /// while its breaker is open, else send one attempt (`attempt(target)`), and on failure
 /// classify: retry the same target (backoff, or its `Retry-After` up to the cap), move to the
@@ -303,30 +322,20 @@ where
                 Err(e) => e,
             };
             trace.attempts.push(AttemptRecord { target: target.label.clone(), outcome: Outcome::Failed(error.clone()), duration });
-            match disposition(alias, &error) {
-                Disposition::Fail => {
-                    drop(permit);
-                    return Err(match error {
-                        ProviderError::Status(s) => ChainError::Caller(s),
-                        other => ChainError::Exhausted { last: Some(other), retry_at: None },
-                    });
-                }
-                Disposition::NextTarget { counts } => {
+            let d = disposition(alias, &error);
+            charge(permit, d, &error);
+            match d {
+                Disposition::Fail => return Err(caller_error(error)),
+                Disposition::NextTarget { .. } => {
                     if matches!(error, ProviderError::Unsupported(_)) {
                         // Raised before anything is sent (the adapter's contract): not an attempt.
                         trace.sent -= 1;
-                    }
-                    if counts {
-                        permit.failure();
-                    } else {
-                        drop(permit);
                     }
                     last = Some(error);
                     continue 'targets;
                 }
                 Disposition::Retry => {
                     let retry_after = error.retry_after();
-                    permit.failure_with_hint(retry_after.filter(|_| error.status() == Some(429)));
                     last = Some(error);
                     if tries >= target.retry.attempts_per_target {
                         continue 'targets;
@@ -454,24 +463,12 @@ where
                     }
                     Err(error) => {
                         trace.attempts.push(AttemptRecord { target: r.target.label.clone(), outcome: Outcome::Failed(error.clone()), duration });
-                        match disposition(alias, &error) {
-                            Disposition::Fail => {
-                                return Err(match error {
-                                    ProviderError::Status(s) => ChainError::Caller(s),
-                                    other => ChainError::Exhausted { last: Some(other), retry_at: None },
-                                });
-                            }
-                            Disposition::NextTarget { counts: false } => drop(permit),
-                            Disposition::NextTarget { counts: true } => {
-                                if let Some(p) = permit {
-                                    p.failure();
-                                }
-                            }
-                            Disposition::Retry => {
-                                if let Some(p) = permit {
-                                    p.failure_with_hint(error.retry_after().filter(|_| error.status() == Some(429)));
-                                }
-                            }
+                        let d = disposition(alias, &error);
+                        if let Some(p) = permit {
+                            charge(p, d, &error);
+                        }
+                        if d == Disposition::Fail {
+                            return Err(caller_error(error));
                         }
                         if matches!(error, ProviderError::Unsupported(_)) {
                             trace.sent -= 1;

@@ -15,7 +15,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/release
 WORK=$ROOT/bench/.work/callgrind
 mkdir -p "$WORK"
-for bin in switchyard switchyard-fake-upstream loadgen; do
+GATEWAY=${SWITCHYARD_BIN:-$TARGET/switchyard}
+for bin in switchyard-fake-upstream loadgen; do
     [ -x "$TARGET/$bin" ] || { echo "$TARGET/$bin missing: cargo build --release first (same CARGO_TARGET_DIR)" >&2; exit 1; }
 done
 MODE=${1:-both}
@@ -45,7 +46,7 @@ targets = ["up/gpt-4o-mini"]
 EOF
 rm -f "$WORK"/callgrind.out.*
 valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out.%p" \
-    "$TARGET/switchyard" serve --config "$WORK/switchyard.toml" >"$WORK/gateway.log" 2>&1 &
+    "$GATEWAY" serve --config "$WORK/switchyard.toml" >"$WORK/gateway.log" 2>&1 &
 VG=$!
 PIDS+=($VG)
 for _ in $(seq 1 300); do

@@ -3,14 +3,16 @@
 
     python3 bench/run.py [--quick] [--repeats N] [--targets a,b,...] [--no-build]
 
-Builds the release binaries, starts fake upstreams on loopback (0 ms and 20 ms latency, and two
+Builds the release binaries (the gateway twice: plainly, and with profile-guided optimisation by
+bench/pgo.sh), starts fake upstreams on loopback (0 ms and 20 ms latency, and two
 streaming ones: 50 chunks 1 ms apart, and 50 chunks 80 ms apart for the open-streams figure,
 paced by the fake's microsecond-accurate timer),
 then measures each target in turn against the same upstreams with `loadgen`:
 
     direct                            loadgen -> upstream
     nginx                             a plain reverse proxy, the "one extra hop" limit
-    switchyard                        a one-target alias on the `openai` kind
+    switchyard                        a one-target alias on the `openai` kind (the PGO build)
+    switchyard-no-pgo                 the same from a plain `cargo build --release`
     switchyard-failover-refused       first target refuses connections, breaker never opens
     switchyard-failover-breaker-open  same, default breaker, opened before measuring
     litellm                           LiteLLM proxy (PyPI), --num_workers = cores
@@ -341,6 +343,7 @@ class Context:
         self.opts = opts
         self.up_ports: dict[str, int] = {}
         self.upstreams: list[Proc] = []
+        self.switchyard_bin: Path = release_dir() / "switchyard"
 
 
 class Target:
@@ -525,8 +528,11 @@ class Switchyard(Target):
             lines.append(f"[models.{up}]\ntargets = [{', '.join(chain)}]\n")
         return "\n".join(lines)
 
+    def binary(self) -> Path:
+        return self.ctx.switchyard_bin
+
     def start(self):
-        binary = release_dir() / "switchyard"
+        binary = self.binary()
         v = subprocess.run([str(binary), "--version"], capture_output=True, text=True)
         self.version = v.stdout.strip()
         self.port, self.dead_port = free_ports(2)
@@ -565,6 +571,17 @@ class Switchyard(Target):
         if attempts != expected:
             log(f"WARNING {self.name}: x-switchyard-attempts = {attempts}, expected {expected}")
         return info
+
+
+class SwitchyardNoPgo(Switchyard):
+    """The gateway as a plain `cargo build --release` builds it, without the profile."""
+    name = "switchyard-no-pgo"
+    kind = "variant"
+    runs = ["c1", "c64", "stream_c1"]
+    open_streams = False
+
+    def binary(self) -> Path:
+        return release_dir() / "switchyard"
 
 
 class SwitchyardRefused(Switchyard):
@@ -693,7 +710,7 @@ class Portkey(Target):
                          env=env, cwd=WORK / "portkey")
 
 
-TARGETS = [Direct, Nginx, Switchyard, SwitchyardRefused, SwitchyardBreakerOpen, LiteLLM, Portkey]
+TARGETS = [Direct, Nginx, Switchyard, SwitchyardNoPgo, SwitchyardRefused, SwitchyardBreakerOpen, LiteLLM, Portkey]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1275,6 +1292,8 @@ def main() -> int:
     ap.add_argument("--no-open-streams", dest="open_streams", action="store_false",
                     help=f"skip the {OPEN_STREAMS} open streams memory figure")
     ap.add_argument("--no-build", dest="build", action="store_false", help="use the binaries already built")
+    ap.add_argument("--no-pgo", dest="pgo", action="store_false",
+                    help="measure the plain release build as `switchyard` (no bench/pgo.sh build or profile)")
     ap.add_argument("--quiet-gateways", action="store_true",
                     help="no per-request logs: SWITCHYARD_LOG=warn for switchyard, access_log off for nginx "
                          "(default: each gateway logs as it does out of the box)")
@@ -1310,8 +1329,22 @@ def main() -> int:
         if r.returncode != 0:
             log("cargo build failed")
             return 1
+    pgo_bin = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "pgo" / "release" / "switchyard"
+    if opts.pgo and opts.build:
+        log("building the PGO gateway (bench/pgo.sh)")
+        r = subprocess.run(["bash", str(ROOT / "bench" / "pgo.sh")], cwd=ROOT)
+        if r.returncode != 0:
+            log("bench/pgo.sh failed (run with --no-pgo to measure the plain build)")
+            return 1
+    if opts.pgo and not pgo_bin.exists():
+        log(f"{pgo_bin} missing: run bench/pgo.sh, or pass --no-pgo")
+        return 1
 
     ctx = Context(opts)
+    ctx.switchyard_bin = pgo_bin if opts.pgo else release_dir() / "switchyard"
+    meta["switchyard_build"] = "PGO (bench/pgo.sh)" if opts.pgo else "cargo build --release"
+    if not opts.pgo:
+        wanted = [t for t in wanted if t is not SwitchyardNoPgo]
     results: dict = {}
     try:
         start_upstreams(ctx)
@@ -1323,7 +1356,8 @@ def main() -> int:
 
     meta["machine"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     meta["elapsed_s"] = time.monotonic() - T0
-    meta["versions"] = {"switchyard": f"{results.get('switchyard', {}).get('version', '?')} ({git_rev()})"}
+    meta["versions"] = {"switchyard": f"{results.get('switchyard', {}).get('version', '?')} ({git_rev()}; "
+                                      f"{meta['switchyard_build']})"}
     for n in ("nginx", "litellm", "portkey"):
         if n in results:
             meta["versions"][n] = results[n].get("version") or results[n]["status"]

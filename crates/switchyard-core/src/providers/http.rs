@@ -48,9 +48,11 @@ pub fn on_pool<F: std::future::Future>(index: usize, fut: F) -> impl std::future
 
 /// A pooled HTTP client with one connection pool per server thread. With one runtime per
 /// thread, a request, its pooled connection and that connection's task all stay on one thread:
-/// no cross-thread hand-off (and wake-up) per request.
+/// no cross-thread hand-off (and wake-up) per request. Plain-HTTP upstreams use our own
+/// HTTP/1.1 pool ([`super::pool`]); `https://` ones hyper-util's client (TLS, HTTP/2 by ALPN).
 pub struct HttpClient {
     pools: Vec<std::sync::OnceLock<PoolClient>>,
+    h1: Vec<std::sync::OnceLock<std::sync::Arc<super::pool::H1Pool>>>,
     connect_timeout: Duration,
     /// The `Host` header of the first plain-http authority requested (an adapter calls one).
     host: std::sync::OnceLock<(http::uri::Authority, HeaderValue)>,
@@ -58,34 +60,40 @@ pub struct HttpClient {
 
 impl HttpClient {
     /// Sends a request on the current thread's pool.
-    pub fn request(&self, mut req: http::Request<Full<Bytes>>) -> hyper_util::client::legacy::ResponseFuture {
-        if let Some(host) = self.host_header(req.uri()) {
-            req.headers_mut().entry(http::header::HOST).or_insert(host);
-        }
+    pub async fn send(&self, mut req: http::Request<Full<Bytes>>) -> Result<http::Response<Incoming>, ProviderError> {
         let index = WORKER.with(std::cell::Cell::get);
-        self.pools[index].get_or_init(|| pool_client(self.connect_timeout)).request(req)
+        if req.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
+            if let Some(host) = self.host_header(req.uri()) {
+                req.headers_mut().entry(http::header::HOST).or_insert(host);
+            }
+            let settings = super::pool::Settings { connect_timeout: self.connect_timeout, keepalive: KEEPALIVE, idle: POOL_IDLE };
+            return self.h1[index].get_or_init(Default::default).send(req, settings).await;
+        }
+        self.pools[index].get_or_init(|| pool_client(self.connect_timeout)).request(req).await.map_err(client_error)
     }
 
-    /// The `Host` header hyper-util's client would add to an HTTP/1 request for `uri`
-    /// (`host[:port]`, the port only when not the scheme's default), computed once: the client
-    /// formats it anew for every request. Only for `http://` URIs, which always speak HTTP/1
-    /// here (over TLS, ALPN may pick HTTP/2, which carries the authority in `:authority`).
+    /// The `Host` header for an `http://` URI (`host[:port]`, the port only when not 80),
+    /// computed once for the first authority (an adapter calls one), anew for any other.
     fn host_header(&self, uri: &http::Uri) -> Option<HeaderValue> {
-        if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
-            return None;
-        }
         let authority = uri.authority()?;
-        let (cached, value) = self.host.get_or_init(|| {
-            let host = authority.host();
-            let value = match authority.port().filter(|p| p.as_u16() != 80) {
+        let render = |a: &http::uri::Authority| {
+            let host = a.host();
+            let value = match a.port().filter(|p| p.as_u16() != 80) {
                 Some(port) => HeaderValue::from_str(&format!("{host}:{}", port.as_str())),
                 None => HeaderValue::from_str(host),
             };
-            (authority.clone(), value.unwrap_or_else(|_| HeaderValue::from_static("")))
-        });
-        (cached == authority && !value.is_empty()).then(|| value.clone())
+            value.ok()
+        };
+        let cached = self.host.get_or_init(|| (authority.clone(), render(authority).unwrap_or_else(|| HeaderValue::from_static(""))));
+        if cached.0 == *authority && !cached.1.is_empty() {
+            return Some(cached.1.clone());
+        }
+        render(authority)
     }
 }
+
+/// TCP keep-alive probes on upstream connections start after this much silence.
+const KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// Idle pooled connections are closed after this, below the usual upstream keep-alive (60-75 s),
 /// so the pool rarely hands out a connection the server has just closed. The pool checks every
@@ -100,6 +108,7 @@ pub const MAX_BODY: usize = 64 * 1024 * 1024;
 pub fn client(connect_timeout: Duration) -> HttpClient {
     HttpClient {
         pools: (0..=HEALTH_POOL).map(|_| std::sync::OnceLock::new()).collect(),
+        h1: (0..=HEALTH_POOL).map(|_| std::sync::OnceLock::new()).collect(),
         connect_timeout,
         host: std::sync::OnceLock::new(),
     }
@@ -110,7 +119,7 @@ fn pool_client(connect_timeout: Duration) -> PoolClient {
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
-    http.set_keepalive(Some(Duration::from_secs(30)));
+    http.set_keepalive(Some(KEEPALIVE));
     let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .expect("ring supports the default TLS versions")
@@ -132,14 +141,7 @@ fn pool_client(connect_timeout: Duration) -> PoolClient {
 
 /// Maps a client error to a [`ProviderError`] (never includes request headers).
 pub fn client_error(e: hyper_util::client::legacy::Error) -> ProviderError {
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    ProviderError::Connect(msg)
+    ProviderError::Connect(super::pool::error_chain(&e))
 }
 
 /// Sends `req` on `client`. A non-2xx answer becomes [`ProviderError::Status`], built by
@@ -151,7 +153,7 @@ pub async fn send_checked(
     idle: Duration,
     on_error: impl FnOnce(StatusCode, &HeaderMap, &[u8]) -> UpstreamStatus,
 ) -> Result<(http::response::Parts, Incoming), ProviderError> {
-    let resp = client.request(req).await.map_err(client_error)?;
+    let resp = client.send(req).await?;
     let (parts, body) = resp.into_parts();
     crate::router::stats::observe_response(&parts.headers);
     if !parts.status.is_success() {

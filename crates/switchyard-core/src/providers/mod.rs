@@ -12,6 +12,7 @@ pub mod http;
 pub mod mock;
 pub mod ollama;
 pub mod openai;
+pub mod pool;
 pub mod presets;
 #[cfg(test)]
 mod probe_tests;

@@ -197,6 +197,18 @@ pub mod sse {
         EventKind::Other
     }
 
+    /// The send time stamped in a chunk by `switchyard-fake-upstream --stamp-chunks`
+    /// (`"system_fingerprint":"fp_t<nanoseconds since the Unix epoch, 19 digits>"`).
+    pub fn stamp(data: &[u8]) -> Option<u64> {
+        const KEY: &[u8] = b"\"system_fingerprint\":\"fp_t";
+        let at = find(data, KEY)? + KEY.len();
+        let digits = data.get(at..at + 19)?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    }
+
     fn trim(mut s: &[u8]) -> &[u8] {
         while let [b' ' | b'\r' | b'\n', tail @ ..] = s {
             s = tail;
@@ -262,6 +274,14 @@ pub mod sse {
                 classify(br#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#),
                 EventKind::Other
             );
+        }
+
+        #[test]
+        fn reads_send_stamps() {
+            let chunk = br#"{"id":"c","system_fingerprint":"fp_t1796173396701888000","choices":[]}"#;
+            assert_eq!(stamp(chunk), Some(1_796_173_396_701_888_000));
+            assert_eq!(stamp(br#"{"system_fingerprint":"fp_b8bc95a0ac"}"#), None);
+            assert_eq!(stamp(br#"{"system_fingerprint":"fp_t12"}"#), None);
         }
 
         #[test]

@@ -160,6 +160,8 @@ struct Stats {
     latency: Histogram<u64>,
     ttfc: Histogram<u64>,
     gaps: Histogram<u64>,
+    /// Per content chunk: from the upstream's send (its stamp) to this read, when stamped.
+    delivery: Histogram<u64>,
     chunks: Histogram<u64>,
     /// Per stream: from the first to the last content chunk.
     span: Histogram<u64>,
@@ -179,6 +181,7 @@ impl Stats {
             latency: histogram(),
             ttfc: histogram(),
             gaps: histogram(),
+            delivery: histogram(),
             chunks: Histogram::new_with_bounds(1, 1_000_000, 3).expect("valid histogram bounds"),
             span: histogram(),
             bytes: 0,
@@ -259,7 +262,7 @@ async fn ready<'a>(
 async fn exchange(
     plan: &Plan,
     conn: &mut Option<Sender>,
-    gaps: &mut Vec<u64>,
+    times: &mut ChunkTimes,
     connects: &mut u64,
     reconnects: &mut u64,
 ) -> Result<Done, Failure> {
@@ -297,7 +300,7 @@ async fn exchange(
         return Err(Failure::new(format!("status_{}", status.as_u16()), text));
     }
     let result = if plan.stream {
-        read_stream(&mut body, gaps).await
+        read_stream(&mut body, times).await
     } else {
         read_json(&mut body).await
     };
@@ -329,7 +332,15 @@ async fn read_json(body: &mut Incoming) -> Result<Done, Failure> {
     })
 }
 
-async fn read_stream(body: &mut Incoming, gaps: &mut Vec<u64>) -> Result<Done, Failure> {
+/// One stream's per-chunk figures (µs): the gaps between content chunks, and each stamped
+/// chunk's delivery time (see `switchyard-fake-upstream --stamp-chunks`).
+#[derive(Default)]
+struct ChunkTimes {
+    gaps: Vec<u64>,
+    delivery: Vec<u64>,
+}
+
+async fn read_stream(body: &mut Incoming, times: &mut ChunkTimes) -> Result<Done, Failure> {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut first = None;
     let mut last: Option<Instant> = None;
@@ -343,13 +354,18 @@ async fn read_stream(body: &mut Incoming, gaps: &mut Vec<u64>) -> Result<Done, F
             continue;
         };
         let now = Instant::now();
+        let wall = std::time::SystemTime::now();
         bytes += data.len() as u64;
         buf.extend_from_slice(&data);
         let consumed = sse::drain_events(&buf, |payload| match sse::classify(payload) {
             sse::EventKind::Content => {
                 chunks += 1;
+                if let Some(sent) = sse::stamp(payload) {
+                    let read = wall.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+                    times.delivery.push((read.saturating_sub(sent) / 1000).max(1));
+                }
                 match last {
-                    Some(previous) => gaps.push(micros(now - previous)),
+                    Some(previous) => times.gaps.push(micros(now - previous)),
                     None => first = Some(now),
                 }
                 last = Some(now);
@@ -435,13 +451,14 @@ async fn next_slot(plan: &Plan) -> Option<(bool, Instant)> {
 
 async fn worker(plan: Arc<Plan>) {
     let mut conn: Option<Sender> = None;
-    let mut gaps = Vec::with_capacity(256);
+    let mut times = ChunkTimes::default();
     let (mut connects, mut reconnects) = (0, 0);
     while let Some((counted, reference)) = next_slot(&plan).await {
-        gaps.clear();
+        times.gaps.clear();
+        times.delivery.clear();
         let result = tokio::time::timeout(
             plan.timeout,
-            exchange(&plan, &mut conn, &mut gaps, &mut connects, &mut reconnects),
+            exchange(&plan, &mut conn, &mut times, &mut connects, &mut reconnects),
         )
         .await
         .unwrap_or_else(|_| {
@@ -471,7 +488,10 @@ async fn worker(plan: Arc<Plan>) {
                         if let Some(last) = done.last_chunk {
                             stats.span.saturating_record(micros(last - first));
                         }
-                        for gap in &gaps {
+                        for d in &times.delivery {
+                            stats.delivery.saturating_record(*d);
+                        }
+                        for gap in &times.gaps {
                             stats.gaps.saturating_record(*gap);
                         }
                     }
@@ -675,6 +695,7 @@ fn main() -> ExitCode {
         json!({
             "ttfc_us": summary(&stats.ttfc),
             "chunk_gap_us": summary(&stats.gaps),
+            "chunk_delivery_us": if stats.delivery.is_empty() { Value::Null } else { summary(&stats.delivery) },
             "span_us": summary(&stats.span),
             "chunks_per_stream": {
                 "mean": if chunks.is_empty() { Value::Null } else { json!((chunks.mean() * 10.0).round() / 10.0) },

@@ -112,6 +112,7 @@ impl FakeBody {
     }
 
     fn emit(&mut self, data: Bytes) -> Poll<Option<Result<Frame<Bytes>, Abort>>> {
+        let data = if crate::stamp::enabled() { crate::stamp::apply(data) } else { data };
         if let Some(remaining) = &mut self.remaining {
             *remaining = remaining.saturating_sub(data.len() as u64);
         }

@@ -31,9 +31,11 @@ pub mod ollama;
 mod precise;
 mod script;
 pub mod server;
+mod stamp;
 mod upstream;
 mod wire;
 
 pub use precise::use_precise_timer;
+pub use stamp::stamp_chunks;
 pub use script::{Reply, Script, Step};
 pub use upstream::{FakeUpstream, Recorded};

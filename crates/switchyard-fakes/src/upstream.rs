@@ -214,7 +214,7 @@ impl Shared {
                 x_groq: script.x_groq,
                 finish_reason: script.finish_reason,
                 record: script.record,
-                fingerprint: ids::fingerprint(),
+                fingerprint: if crate::stamp::enabled() { crate::stamp::PLACEHOLDER.to_owned() } else { ids::fingerprint() },
                 models_body: wire::models_body(),
             },
         }

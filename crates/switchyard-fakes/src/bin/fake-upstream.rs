@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! switchyard-fake-upstream --listen 127.0.0.1:9001 [--latency-ms N] [--chunks N]
-//!     [--chunk-delay-ms N | --chunk-delay-us N] [--groq-quirks] [--fail-status CODE]
+//!     [--chunk-delay-ms N | --chunk-delay-us N] [--stamp-chunks] [--groq-quirks] [--fail-status CODE]
 //! ```
+//!
+//! `--stamp-chunks` writes each chunk's send time into its `system_fingerprint` (`fp_t` and the
+//! nanoseconds since the Unix epoch), for a client to measure each chunk's delivery time.
 //!
 //! `--chunk-delay-us` paces stream chunks with a timer accurate to microseconds (a thread
 //! waiting with 1 µs timer slack) instead of tokio's millisecond timer, whose 1-2 ms spread
@@ -19,7 +22,7 @@ use std::time::Duration;
 use switchyard_fakes::{FakeUpstream, Reply, Script, Step};
 
 const USAGE: &str = "usage: switchyard-fake-upstream --listen ADDR [--latency-ms N] [--chunks N] \
-[--chunk-delay-ms N | --chunk-delay-us N] [--groq-quirks] [--fail-status CODE]";
+[--chunk-delay-ms N | --chunk-delay-us N] [--stamp-chunks] [--groq-quirks] [--fail-status CODE]";
 
 /// Command-line options.
 struct Options {
@@ -29,6 +32,8 @@ struct Options {
     chunk_delay: Duration,
     /// Pace chunks with the microsecond timer.
     precise: bool,
+    /// Stamp chunks with their send time.
+    stamp: bool,
     groq_quirks: bool,
     fail_status: Option<u16>,
 }
@@ -42,6 +47,7 @@ impl Options {
             chunks: 5,
             chunk_delay: Duration::ZERO,
             precise: false,
+            stamp: false,
             groq_quirks: false,
             fail_status: None,
         };
@@ -62,6 +68,7 @@ impl Options {
                 }
                 "--fail-status" => options.fail_status = Some(parse_value(&flag, &value()?)?),
                 "--groq-quirks" => options.groq_quirks = true,
+                "--stamp-chunks" => options.stamp = true,
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -123,6 +130,9 @@ async fn main() -> ExitCode {
     };
     if options.precise {
         switchyard_fakes::use_precise_timer();
+    }
+    if options.stamp {
+        switchyard_fakes::stamp_chunks();
     }
     let upstream = match FakeUpstream::start_on(options.listen, options.script()).await {
         Ok(upstream) => upstream,

@@ -1141,6 +1141,8 @@ def report(results: dict, derived: dict, meta: dict) -> str:
             rows.append(s)
             continue
         m, r = med_of[n].get("c64_20ms"), med_of[n].get("rate1000")
+        if not m and not r:
+            continue
         a20, ar = added.get(n, {}).get("c64_20ms", {}), added.get(n, {}).get("rate1000", {})
         rows.append([n, fmt_us(m and m["lat_p50"]), fmt_us(m and m["lat_p99"]), fmt_signed(a20.get("lat_p50")),
                      fmt_signed(a20.get("lat_p99")), fmt_rps(m and m["throughput_rps"]),

@@ -118,7 +118,7 @@ async fn serve(path: Option<std::path::PathBuf>, listen: Option<std::net::Socket
 
 /// glibc keeps the memory a burst of load freed in its per-thread arenas, so a gateway's RSS
 /// would stay at its peak after load. Once the gateway has been idle for a second (no request
-/// arrived), hand the free pages back to the kernel (`malloc_trim` releases free pages anywhere in
+/// arrived and no call ended: a long stream frees its buffers when it ends), hand the free pages back to the kernel (`malloc_trim` releases free pages anywhere in
 /// the heaps, not only at their tops). Never under load: trimming takes the arenas' locks. While
 /// the gateway stays idle, trim again every minute: the upstream connection pools close their
 /// idle connections 50-100 s after the load, and their buffers are freed only then.
@@ -127,13 +127,13 @@ fn spawn_memory_trimmer() {
     {
         const RETRIM: u32 = 60;
         let _ = std::thread::Builder::new().name("switchyard-trim".into()).spawn(|| {
-            let mut last = switchyard_core::telemetry::requests_seen();
+            let mut last = switchyard_core::telemetry::activity();
             // Seconds since a request last arrived; `None` once the last trim of an idle period
             // is done (without requests nothing more is freed).
             let mut idle: Option<u32> = None;
             loop {
                 std::thread::sleep(Duration::from_secs(1));
-                let now = switchyard_core::telemetry::requests_seen();
+                let now = switchyard_core::telemetry::activity();
                 if now != last {
                     last = now;
                     idle = Some(0);

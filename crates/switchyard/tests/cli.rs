@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use http::StatusCode;
-use switchyard_fakes::{FakeUpstream, Script};
+use switchyard_fakes::{FakeUpstream, Reply, Script, Step};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
@@ -183,4 +183,87 @@ async fn serve_answers_a_chat_request_end_to_end() {
     child.0.start_kill().unwrap();
     let status = tokio::time::timeout(Duration::from_secs(5), child.0.wait()).await.expect("the child exits").unwrap();
     assert!(!status.success(), "killed, pid {pid}");
+}
+
+/// The resident memory of process `pid` in KiB.
+#[cfg(target_os = "linux")]
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap()
+}
+
+/// A burst of long streams: their buffers are freed only when they end, long after their
+/// requests arrived, and the gateway must still hand that memory back once it is idle (it used
+/// to trim one second after the last request *arrived*, while the streams were still open, and
+/// then not again for a minute).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_goes_back_after_a_burst_of_long_streams() {
+    const STREAMS: usize = 200;
+    let words = (0..20).map(|i| format!("word{i}")).collect::<Vec<_>>().join(" ");
+    let step = Step::Ok { reply: Reply::Fixed(words), chunks: 20, chunk_delay: Duration::from_millis(100) };
+    let up = FakeUpstream::start(Script::new().default_step(step)).await;
+    // Each upstream connection closes after its answer, so that what stays resident afterwards
+    // is not the (legitimately) pooled upstream connections.
+    up.set_response_headers(&[("connection", "close")]);
+    let cfg = TempConfig::new(&format!("{}\n[models.chat]\ntargets = [\"a/model-a\"]\n", openai_provider("a", &up.base_url(), KEY_A)));
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = tokio::process::Command::new(BIN)
+        .args(["serve", "--config", cfg.path(), "--listen", &listen, "--threads", "2"])
+        .env_remove("SWITCHYARD_CONFIG")
+        .env_remove("SWITCHYARD_LISTEN")
+        .env("SWITCHYARD_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning switchyard serve");
+    let child = Killed(child);
+    let pid = child.0.id().expect("a running child");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(&listen).await.is_err() {
+        assert!(Instant::now() < deadline, "switchyard serve did not listen on {listen}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let gw = std::sync::Arc::new(TestGateway::at(listen.parse().unwrap()));
+    assert_eq!(gw.chat(&stream_body("chat")).await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let idle = rss_kib(pid);
+
+    // The streams last 2 s each and all start within the first few hundred milliseconds.
+    let streams: Vec<_> = (0..STREAMS)
+        .map(|_| {
+            let gw = gw.clone();
+            tokio::spawn(async move { gw.chat(&stream_body("chat")).await })
+        })
+        .collect();
+    let mut peak = idle;
+    let sampling = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            peak = peak.max(rss_kib(pid));
+        }
+    };
+    let all = futures_util::future::join_all(streams);
+    let results = tokio::select! {
+        r = all => r,
+        _ = sampling => unreachable!(),
+    };
+    for r in results {
+        let r = r.unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.text().contains("[DONE]"), "{}", r.text());
+    }
+    assert!(peak >= idle + 4 * 1024, "{STREAMS} open streams should take memory: idle {idle} KiB, peak {peak} KiB");
+    // The callers leave: their connections close.
+    drop(gw);
+    // Idle again: within a second or two the trimmer hands the freed pages back.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let after = rss_kib(pid);
+    eprintln!("RSS: idle {idle} KiB, peak {peak} KiB, 3 s after the streams {after} KiB");
+    assert!(
+        after <= idle + (peak - idle) / 2,
+        "RSS stayed up after the streams ended: idle {idle} KiB, peak {peak} KiB, 3 s after {after} KiB"
+    );
 }

@@ -84,6 +84,7 @@ impl RequestLog {
             return;
         }
         self.emitted = true;
+        super::note_request_done();
         if let (Some((stats, _)), Some(cost)) = (&self.spend, self.cost()) {
             stats.add_spend(cost);
         }

@@ -144,14 +144,13 @@ impl Drop for Killed {
     }
 }
 
-#[tokio::test]
-async fn serve_answers_a_chat_request_end_to_end() {
-    let up = FakeUpstream::start(Script::new()).await;
-    let cfg = TempConfig::new(&format!("{}\n[models.chat]\ntargets = [\"a/model-a\"]\n", openai_provider("a", &up.base_url(), KEY_A)));
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
+/// Starts `switchyard serve` on `cfg` and a free port (plus `args`), logging at `warn`, and
+/// waits until it listens; the child is killed when the returned guard drops.
+async fn serve(cfg: &TempConfig, args: &[&str]) -> (Killed, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
     let child = tokio::process::Command::new(BIN)
         .args(["serve", "--config", cfg.path(), "--listen", &listen])
+        .args(args)
         .env_remove("SWITCHYARD_CONFIG")
         .env_remove("SWITCHYARD_LISTEN")
         .env("SWITCHYARD_LOG", "warn")
@@ -161,15 +160,21 @@ async fn serve_answers_a_chat_request_end_to_end() {
         .spawn()
         .expect("spawning switchyard serve");
     let mut child = Killed(child);
-    let pid = child.0.id().expect("a running child");
-
-    // Wait until it listens.
     let deadline = Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(&listen).await.is_err() {
         assert!(child.0.try_wait().unwrap().is_none(), "switchyard serve exited early");
         assert!(Instant::now() < deadline, "switchyard serve did not listen on {listen}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    (child, listen)
+}
+
+#[tokio::test]
+async fn serve_answers_a_chat_request_end_to_end() {
+    let up = FakeUpstream::start(Script::new()).await;
+    let cfg = TempConfig::new(&format!("{}\n[models.chat]\ntargets = [\"a/model-a\"]\n", openai_provider("a", &up.base_url(), KEY_A)));
+    let (mut child, listen) = serve(&cfg, &[]).await;
+    let pid = child.0.id().expect("a running child");
 
     let gw = TestGateway::at(listen.parse().unwrap());
     let r = gw.chat(&chat_body("chat")).await;
@@ -207,25 +212,8 @@ async fn memory_goes_back_after_a_burst_of_long_streams() {
     // is not the (legitimately) pooled upstream connections.
     up.set_response_headers(&[("connection", "close")]);
     let cfg = TempConfig::new(&format!("{}\n[models.chat]\ntargets = [\"a/model-a\"]\n", openai_provider("a", &up.base_url(), KEY_A)));
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let child = tokio::process::Command::new(BIN)
-        .args(["serve", "--config", cfg.path(), "--listen", &listen, "--threads", "2"])
-        .env_remove("SWITCHYARD_CONFIG")
-        .env_remove("SWITCHYARD_LISTEN")
-        .env("SWITCHYARD_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawning switchyard serve");
-    let child = Killed(child);
+    let (child, listen) = serve(&cfg, &["--threads", "2"]).await;
     let pid = child.0.id().expect("a running child");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(&listen).await.is_err() {
-        assert!(Instant::now() < deadline, "switchyard serve did not listen on {listen}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let gw = std::sync::Arc::new(TestGateway::at(listen.parse().unwrap()));
     assert_eq!(gw.chat(&stream_body("chat")).await.status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -22,38 +22,17 @@ done
 MODE=${1:-both}
 N=${2:-}
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$ROOT/bench/common.sh"
 UP_PORT=$(free_port)
 GW_PORT=$(free_port)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-"$TARGET/switchyard-fake-upstream" --listen "127.0.0.1:$UP_PORT" --chunks 50 >"$WORK/upstream.log" 2>&1 &
-PIDS+=($!)
-cat >"$WORK/switchyard.toml" <<EOF
-[server]
-listen = "127.0.0.1:$GW_PORT"
-threads = 1
-
-[providers.up]
-kind = "openai"
-base_url = "http://127.0.0.1:$UP_PORT/v1"
-api_key = "sk-bench"
-
-[models.up]
-targets = ["up/gpt-4o-mini"]
-EOF
+start_upstream "$TARGET/switchyard-fake-upstream" "$UP_PORT" "$WORK/upstream.log"
+gateway_config "$GW_PORT" "$UP_PORT" >"$WORK/switchyard.toml"
 rm -f "$WORK"/callgrind.out.*
 valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out.%p" \
     "$GATEWAY" serve --config "$WORK/switchyard.toml" >"$WORK/gateway.log" 2>&1 &
 VG=$!
 PIDS+=($VG)
-for _ in $(seq 1 300); do
-    if curl -sf "http://127.0.0.1:$GW_PORT/health" >/dev/null 2>&1; then break; fi
-    sleep 0.2
-done
-curl -sf "http://127.0.0.1:$GW_PORT/health" >/dev/null || { echo "the gateway did not start: $WORK/gateway.log" >&2; exit 1; }
+wait_healthy "$GW_PORT" 300 "$WORK/gateway.log"
 
 URL="http://127.0.0.1:$GW_PORT/v1/chat/completions"
 measure() { # label, requests, loadgen flags...

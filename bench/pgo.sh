@@ -51,45 +51,28 @@ log "building the instrumented gateway"
 RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$RAW" CARGO_TARGET_DIR=$TARGET_DIR/pgo-gen \
     cargo build --release -q -p switchyard --manifest-path "$ROOT/Cargo.toml"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$ROOT/bench/common.sh"
 UP=$(free_port)
 GW=$(free_port)
 DEAD=$(free_port) # nothing listens here: connections are refused
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-"$REL/switchyard-fake-upstream" --listen "127.0.0.1:$UP" --chunks 50 >"$WORK/upstream.log" 2>&1 &
-PIDS+=($!)
-cat >"$WORK/switchyard.toml" <<EOF
-[server]
-listen = "127.0.0.1:$GW"
-threads = 1
-
-[providers.up]
-kind = "openai"
-base_url = "http://127.0.0.1:$UP/v1"
-api_key = "sk-pgo"
+start_upstream "$REL/switchyard-fake-upstream" "$UP" "$WORK/upstream.log"
+{
+    gateway_config "$GW" "$UP"
+    cat <<EOF
 
 [providers.dead]
 kind = "openai"
 base_url = "http://127.0.0.1:$DEAD/v1"
 api_key = "sk-pgo"
 
-[models.up]
-targets = ["up/gpt-4o-mini"]
-
 [models.failover]
 targets = ["dead/gpt-4o-mini", "up/gpt-4o-mini"]
 EOF
+} >"$WORK/switchyard.toml"
 "$TARGET_DIR/pgo-gen/release/switchyard" serve --config "$WORK/switchyard.toml" >"$WORK/gateway.log" 2>&1 &
 GW_PID=$!
 PIDS+=($GW_PID)
-for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$GW/health" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-curl -sf "http://127.0.0.1:$GW/health" >/dev/null || { echo "the instrumented gateway did not start: $WORK/gateway.log" >&2; exit 1; }
+wait_healthy "$GW" 50 "$WORK/gateway.log"
 
 log "training load"
 URL="http://127.0.0.1:$GW/v1/chat/completions"
@@ -103,8 +86,13 @@ run --model failover -c 1 --requests 200 --stream
 kill -TERM "$GW_PID" # a clean exit writes the profile
 wait "$GW_PID" 2>/dev/null || true
 
-"$profdata" merge -o "$WORK/switchyard.profdata" "$RAW"
+"$profdata" merge -o "$WORK/merged.profdata" "$RAW"
+# The profile's path names its contents: cargo tracks RUSTFLAGS, not the file they point to, so a
+# new profile under the same name would leave every unchanged crate built with the old one.
+PROFILE=$WORK/switchyard-$(sha256sum "$WORK/merged.profdata" | cut -c1-16).profdata
+find "$WORK" -maxdepth 1 -name 'switchyard-*.profdata' ! -path "$PROFILE" -delete
+mv "$WORK/merged.profdata" "$PROFILE"
 log "building the PGO gateway"
-RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$WORK/switchyard.profdata" CARGO_TARGET_DIR=$TARGET_DIR/pgo \
+RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$PROFILE" CARGO_TARGET_DIR=$TARGET_DIR/pgo \
     cargo build --release -q -p switchyard --manifest-path "$ROOT/Cargo.toml"
 echo "$TARGET_DIR/pgo/release/switchyard"

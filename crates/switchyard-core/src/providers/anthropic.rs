@@ -21,7 +21,8 @@ use futures_util::future::BoxFuture;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Request, Uri};
 use http_body_util::Full;
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
+use super::http::UpstreamBody;
 use serde::Deserialize;
 
 use super::http::{HttpClient, MAX_BODY, client, extra_headers, get_request, probe_get, read_body, send_checked, redact, upstream_status};
@@ -255,7 +256,7 @@ enum Mode {
 
 /// An Anthropic SSE body turned into chunks (see [`Mode`]).
 struct Events {
-    body: Incoming,
+    body: UpstreamBody,
     parser: SseParser,
     mode: Mode,
     queue: VecDeque<Chunk>,
@@ -267,7 +268,7 @@ struct Events {
 }
 
 impl Events {
-    fn new(body: Incoming, mode: Mode, secret: Option<String>) -> Self {
+    fn new(body: UpstreamBody, mode: Mode, secret: Option<String>) -> Self {
         Events { body, parser: SseParser::new(), mode, queue: VecDeque::new(), secret, failed: None, finished: false, done: false }
     }
 

@@ -34,7 +34,8 @@ use futures_util::future::BoxFuture;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::Full;
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
+use super::http::UpstreamBody;
 use serde::Deserialize;
 
 use super::http::{HttpClient, MAX_BODY, client, extra_headers, read_body, send_checked, redact, upstream_status};
@@ -383,7 +384,7 @@ fn stream_error(e: StreamError, content_sent: bool, secrets: &[String]) -> Provi
 
 /// A ConverseStream body as OpenAI chunks.
 struct EventStream {
-    body: Incoming,
+    body: UpstreamBody,
     translator: StreamTranslator,
     pending: VecDeque<Chunk>,
     secrets: Vec<String>,
@@ -392,7 +393,7 @@ struct EventStream {
 }
 
 impl EventStream {
-    fn new(body: Incoming, meta: AnswerMeta, include_usage: bool, secrets: Vec<String>) -> Self {
+    fn new(body: UpstreamBody, meta: AnswerMeta, include_usage: bool, secrets: Vec<String>) -> Self {
         EventStream { body, translator: StreamTranslator::new(meta, include_usage), pending: VecDeque::new(), secrets, failed: None, done: false }
     }
 

@@ -18,7 +18,8 @@ use futures_util::future::BoxFuture;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::Full;
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
+use super::http::UpstreamBody;
 use serde::{Deserialize, Serialize};
 
 use super::http::{HttpClient, MAX_BODY, client, extra_headers, get_request, read_body, send_checked, redact, upstream_status};
@@ -358,14 +359,14 @@ fn answer_meta(alias: &str) -> AnswerMeta {
 
 /// A Gemini SSE body turned into OpenAI chunks.
 struct GeminiStream {
-    body: Incoming,
+    body: UpstreamBody,
     sse: SseTranslator,
     pending: VecDeque<Chunk>,
     done: bool,
 }
 
 impl GeminiStream {
-    fn new(body: Incoming, meta: AnswerMeta, include_usage: bool) -> Self {
+    fn new(body: UpstreamBody, meta: AnswerMeta, include_usage: bool) -> Self {
         GeminiStream { body, sse: SseTranslator::new(meta, include_usage), pending: VecDeque::new(), done: false }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -60,16 +60,18 @@ pub struct HttpClient {
 
 impl HttpClient {
     /// Sends a request on the current thread's pool.
-    pub async fn send(&self, mut req: http::Request<Full<Bytes>>) -> Result<http::Response<Incoming>, ProviderError> {
+    pub async fn send(&self, mut req: http::Request<Full<Bytes>>) -> Result<http::Response<UpstreamBody>, ProviderError> {
         let index = WORKER.with(std::cell::Cell::get);
         if req.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
             if let Some(host) = self.host_header(req.uri()) {
                 req.headers_mut().entry(http::header::HOST).or_insert(host);
             }
             let settings = super::pool::Settings { connect_timeout: self.connect_timeout, keepalive: KEEPALIVE, idle: POOL_IDLE };
-            return self.h1[index].get_or_init(Default::default).send(req, settings).await;
+            let resp = self.h1[index].get_or_init(Default::default).send(req, settings).await?;
+            return Ok(resp.map(UpstreamBody::H1));
         }
-        self.pools[index].get_or_init(|| pool_client(self.connect_timeout)).request(req).await.map_err(client_error)
+        let resp = self.pools[index].get_or_init(|| pool_client(self.connect_timeout)).request(req).await.map_err(client_error)?;
+        Ok(resp.map(UpstreamBody::Hyper))
     }
 
     /// The `Host` header for an `http://` URI (`host[:port]`, the port only when not 80),
@@ -89,6 +91,52 @@ impl HttpClient {
             return Some(cached.1.clone());
         }
         render(authority)
+    }
+}
+
+/// An upstream response body: read by our HTTP/1.1 client (`http://` upstreams) or by
+/// hyper-util's (`https://`).
+pub enum UpstreamBody {
+    H1(super::pool::H1Body),
+    Hyper(Incoming),
+}
+
+/// A body that broke off (the text says how; never header values).
+#[derive(Debug)]
+pub struct BodyError(String);
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+impl hyper::body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let frame = match self.get_mut() {
+            UpstreamBody::H1(b) => std::task::ready!(std::pin::Pin::new(b).poll_frame(cx)).map(|r| r.map_err(|e| BodyError(e.0))),
+            UpstreamBody::Hyper(b) => std::task::ready!(std::pin::Pin::new(b).poll_frame(cx)).map(|r| r.map_err(|e| BodyError(super::pool::error_chain(&e)))),
+        };
+        std::task::Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::H1(b) => b.is_end_stream(),
+            UpstreamBody::Hyper(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::H1(b) => b.size_hint(),
+            UpstreamBody::Hyper(b) => b.size_hint(),
+        }
     }
 }
 
@@ -152,7 +200,7 @@ pub async fn send_checked(
     req: http::Request<Full<Bytes>>,
     idle: Duration,
     on_error: impl FnOnce(StatusCode, &HeaderMap, &[u8]) -> UpstreamStatus,
-) -> Result<(http::response::Parts, Incoming), ProviderError> {
+) -> Result<(http::response::Parts, UpstreamBody), ProviderError> {
     let resp = client.send(req).await?;
     let (parts, body) = resp.into_parts();
     crate::router::stats::observe_response(&parts.headers);
@@ -181,7 +229,7 @@ pub fn get_request<'h>(uri: http::Uri, headers: impl IntoIterator<Item = (&'h He
 }
 
 /// Reads a whole body, failing if any gap between frames exceeds `idle`.
-pub async fn read_body(mut body: Incoming, idle: Duration, limit: usize) -> Result<Bytes, ProviderError> {
+pub async fn read_body(mut body: UpstreamBody, idle: Duration, limit: usize) -> Result<Bytes, ProviderError> {
     let mut buf = BytesMut::new();
     loop {
         match tokio::time::timeout(idle, body.frame()).await {

@@ -19,7 +19,8 @@ use futures_util::future::BoxFuture;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Request, Uri};
 use http_body_util::Full;
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
+use super::http::UpstreamBody;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -477,7 +478,7 @@ fn completion(meta: &Meta, a: Answer) -> (ChatCompletion, Usage) {
 
 /// Ollama's NDJSON stream as OpenAI chunks.
 struct NdjsonChunks {
-    body: Incoming,
+    body: UpstreamBody,
     parser: NdjsonParser,
     meta: Meta,
     include_usage: bool,
@@ -490,7 +491,7 @@ struct NdjsonChunks {
 }
 
 impl NdjsonChunks {
-    fn new(body: Incoming, meta: Meta, include_usage: bool) -> Self {
+    fn new(body: UpstreamBody, meta: Meta, include_usage: bool) -> Self {
         NdjsonChunks {
             body,
             parser: NdjsonParser::new(),

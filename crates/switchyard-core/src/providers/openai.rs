@@ -16,7 +16,8 @@ use futures_util::future::BoxFuture;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Request, Uri};
 use http_body_util::Full;
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
+use super::http::UpstreamBody;
 use serde::Deserialize;
 
 use super::http::{HttpClient, MAX_BODY, client, extra_headers, get_request, probe_get, read_body, send_checked, upstream_status};
@@ -345,7 +346,7 @@ impl Counting {
 
 /// An OpenAI SSE body turned into normalized chunks.
 struct SseChunks {
-    body: Incoming,
+    body: UpstreamBody,
     parser: SseParser,
     alias: Box<str>,
     /// The caller asked for a usage chunk.
@@ -360,7 +361,7 @@ struct SseChunks {
 }
 
 impl SseChunks {
-    fn new(body: Incoming, alias: &str, keep_usage: bool, estimate: Option<Counting>) -> Self {
+    fn new(body: UpstreamBody, alias: &str, keep_usage: bool, estimate: Option<Counting>) -> Self {
         SseChunks {
             body,
             parser: SseParser::new(),

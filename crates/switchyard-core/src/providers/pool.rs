@@ -1,34 +1,72 @@
-//! The connection pool for plain-HTTP upstreams (`http://`: vLLM, Ollama, TGI, LocalAI, sidecars
-//! and internal proxies), which always speak HTTP/1.1 here.
+//! The connection pool and HTTP/1.1 client for plain-HTTP upstreams (`http://`: vLLM, Ollama,
+//! TGI, LocalAI, sidecars and internal proxies), which always speak HTTP/1.1 here.
 //!
-//! hyper-util's pool is general: it keys connections by a hashed (scheme, authority), races a
-//! new connection against an idle one, spawns a task per request to hand the connection back
-//! once it is idle again, and shares its state between threads. With one pool per server
-//! thread and one authority per provider, none of that is needed: a checkout pops the most
-//! recently used connection that is ready, a finished request puts it back as soon as the
-//! answer's head has arrived (it becomes ready again once hyper has read the body), and a
-//! connection that went stale while idle (the upstream closed it) is skipped at checkout or,
-//! if the request could not be written on it, the request is sent on a new one. That is about
-//! 6k fewer instructions per request than hyper-util's client (callgrind), on a path that adds
-//! no TLS to hide it. `https://` upstreams keep hyper-util's client (TLS, HTTP/2 by ALPN).
+//! hyper's client drives each connection from a task of its own and hands every response head
+//! and body frame to the request's task through channels: a task wake-up and a channel hop per
+//! read, on the hot path of every request and every stream chunk. Here, as in pingora, the
+//! request's own task does the I/O: it writes the request head and body in one `write`, reads
+//! and parses the response head ([`super::h1`]), and the response body ([`H1Body`]) reads the
+//! socket when polled, handing out slices of the read buffer. With one pool per server thread
+//! and one authority per provider, a checkout pops the most recently used idle connection; a
+//! body read to its end puts its connection back at once (before the caller even asks for the
+//! end). An idle connection the upstream closed is noticed at checkout without a syscall (the
+//! runtime marked it readable) and dropped; if the close comes too late to be noticed, the
+//! request, which no upstream answered, is sent again on a new connection. A body dropped
+//! before its end closes its connection. `https://` upstreams keep hyper-util's client (TLS,
+//! HTTP/2 by ALPN).
 
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt as _;
 use http::uri::Authority;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use http_body::{Frame, SizeHint};
+use http_body_util::{BodyExt as _, Full};
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpStream;
 
 use super::ProviderError;
+use super::h1::{self, Step, WireError};
 
 /// Idle connections kept per authority and server thread.
 const MAX_IDLE: usize = 256;
+/// Bytes read from the socket at a time (at most).
+const READ_SIZE: usize = 8 * 1024;
+/// Request bodies up to this size are written with the head in one `write`.
+const INLINE_BODY: usize = 64 * 1024;
+
+/// One upstream connection and the bytes read from it that are not consumed yet.
+pub struct Conn {
+    io: TcpStream,
+    buf: BytesMut,
+}
+
+impl Conn {
+    fn new(io: TcpStream) -> Conn {
+        Conn { io, buf: BytesMut::new() }
+    }
+
+    /// Whether an idle connection can carry a request: the upstream has neither closed it nor
+    /// sent anything unasked. No syscall unless the runtime saw the socket become readable.
+    fn is_usable(&self) -> bool {
+        let mut probe = [0u8; 1];
+        self.buf.is_empty() && matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    /// Reads what the socket has into the buffer; `Ok(0)` at the upstream's close.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
+            self.buf.reserve(READ_SIZE);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+    }
+}
 
 struct Idle {
-    tx: SendRequest<Full<Bytes>>,
+    conn: Conn,
     since: Instant,
 }
 
@@ -54,54 +92,80 @@ pub struct Settings {
     pub idle: Duration,
 }
 
+/// Why an exchange failed, and whether the upstream can have seen the request at all.
+struct Failed {
+    /// Nothing came back and the connection was found closed: on a reused connection, the
+    /// upstream closed it while idle, so the request can go again on a new one.
+    unanswered: bool,
+    message: String,
+}
+
 impl H1Pool {
     /// Sends `req` (its URI absolute: `http://host:port/path`; its `Host` header set) on a
     /// pooled connection to its authority, or a new one.
-    pub async fn send(self: &std::sync::Arc<Self>, mut req: http::Request<Full<Bytes>>, settings: Settings) -> Result<http::Response<Incoming>, ProviderError> {
+    pub async fn send(self: &Arc<Self>, req: http::Request<Full<Bytes>>, settings: Settings) -> Result<http::Response<H1Body>, ProviderError> {
         let Some(authority) = req.uri().authority().cloned() else {
             return Err(ProviderError::Protocol("an upstream URL without a host".into()));
         };
-        // HTTP/1 requests to an origin server carry the path only (origin-form).
-        let mut parts = http::uri::Parts::default();
-        parts.path_and_query = req.uri().path_and_query().cloned();
-        *req.uri_mut() = http::Uri::from_parts(parts).map_err(|e| ProviderError::Protocol(format!("the upstream URL: {e}")))?;
+        let (parts, body) = req.into_parts();
+        // A `Full` body is ready at once.
+        let body = match body.collect().now_or_never() {
+            Some(Ok(collected)) => collected.to_bytes(),
+            Some(Err(never)) => match never {},
+            None => Bytes::new(),
+        };
+        let inline = body.len() <= INLINE_BODY;
+        let mut wire = Vec::with_capacity(256 + parts.headers.len() * 64 + if inline { body.len() } else { 0 });
+        h1::encode_head(&parts, body.len(), &mut wire);
+        if inline {
+            wire.extend_from_slice(&body);
+        }
+        let rest = if inline { None } else { Some(&body) };
         loop {
-            let (mut tx, reused) = match self.checkout(&authority) {
-                Some(tx) => (tx, true),
+            let (mut conn, reused) = match self.checkout(&authority) {
+                Some(conn) => (conn, true),
                 None => (connect(&authority, settings).await?, false),
             };
-            match tx.try_send_request(req).await {
-                Ok(resp) => {
-                    self.put(authority, tx, settings.idle);
-                    return Ok(resp);
-                }
-                Err(mut e) => match e.take_message() {
-                    // A pooled connection closed before the request was written on it (the
-                    // upstream's keep-alive timeout): nothing was sent, so send it on a new one.
-                    Some(r) if reused => req = r,
-                    _ => return Err(ProviderError::Connect(error_chain(&e.into_error()))),
-                },
+            match exchange(&mut conn, &wire, rest).await {
+                Ok(head) => return Ok(self.response(conn, head, authority, settings.idle)),
+                // The upstream closed the pooled connection before it could answer (its
+                // keep-alive timeout): send the request on a new one.
+                Err(Failed { unanswered: true, .. }) if reused => continue,
+                Err(f) => return Err(ProviderError::Connect(format!("{authority}: {}", f.message))),
             }
         }
     }
 
-    fn checkout(&self, authority: &Authority) -> Option<SendRequest<Full<Bytes>>> {
+    fn response(self: &Arc<Self>, conn: Conn, head: h1::Head, authority: Authority, expiry: Duration) -> http::Response<H1Body> {
+        let kind = match head.framing {
+            h1::Framing::Empty => Kind::Length(0),
+            h1::Framing::Length(n) => Kind::Length(n),
+            h1::Framing::Chunked => Kind::Chunked(h1::Chunked::default()),
+            h1::Framing::Close => Kind::Close,
+        };
+        let home = head.keep_alive.then(|| Home { pool: self.clone(), authority, expiry });
+        let mut body = H1Body { conn: Some(conn), kind, home };
+        body.settle();
+        let mut resp = http::Response::new(body);
+        *resp.status_mut() = head.status;
+        *resp.version_mut() = head.version;
+        *resp.headers_mut() = head.headers;
+        resp
+    }
+
+    fn checkout(&self, authority: &Authority) -> Option<Conn> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (_, idle) = state.conns.iter_mut().find(|(a, _)| a == authority)?;
-        // Most recent first; a connection still reading its previous answer is left in place.
-        let mut i = idle.len();
-        while i > 0 {
-            i -= 1;
-            if idle[i].tx.is_closed() {
-                idle.remove(i);
-            } else if idle[i].tx.is_ready() {
-                return Some(idle.remove(i).tx);
+        // Most recent first; a connection the upstream closed is dropped.
+        while let Some(c) = idle.pop() {
+            if c.conn.is_usable() {
+                return Some(c.conn);
             }
         }
         None
     }
 
-    fn put(self: &std::sync::Arc<Self>, authority: Authority, tx: SendRequest<Full<Bytes>>, expiry: Duration) {
+    fn put(self: &Arc<Self>, authority: Authority, conn: Conn, expiry: Duration) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let entry = match state.conns.iter().position(|(a, _)| *a == authority) {
             Some(i) => &mut state.conns[i].1,
@@ -113,10 +177,10 @@ impl H1Pool {
         if entry.len() >= MAX_IDLE {
             entry.remove(0);
         }
-        entry.push(Idle { tx, since: Instant::now() });
+        entry.push(Idle { conn, since: Instant::now() });
         if !state.sweeping && tokio::runtime::Handle::try_current().is_ok() {
             state.sweeping = true;
-            tokio::spawn(sweep(std::sync::Arc::downgrade(self), expiry));
+            tokio::spawn(sweep(Arc::downgrade(self), expiry));
         }
     }
 
@@ -125,6 +189,174 @@ impl H1Pool {
     fn idle(&self) -> usize {
         let state = self.state.lock().unwrap();
         state.conns.iter().map(|(_, v)| v.len()).sum()
+    }
+}
+
+/// Writes the request (`wire`: its head, and its body unless `rest` holds it) and reads the
+/// response head, skipping interim (1xx) responses.
+async fn exchange(conn: &mut Conn, wire: &[u8], rest: Option<&Bytes>) -> Result<h1::Head, Failed> {
+    let written = async {
+        conn.io.write_all(wire).await?;
+        if let Some(body) = rest {
+            conn.io.write_all(body).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    if let Err(e) = written.await {
+        let unanswered = matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted);
+        return Err(Failed { unanswered, message: format!("writing the request: {e}") });
+    }
+    let mut answered = false;
+    std::future::poll_fn(|cx| {
+        loop {
+            match h1::parse_head(&mut conn.buf) {
+                Ok(Some(head)) if head.status == http::StatusCode::SWITCHING_PROTOCOLS => {
+                    return Poll::Ready(Err(Failed { unanswered: false, message: "the upstream switched protocols".into() }));
+                }
+                Ok(Some(head)) if head.status.is_informational() => continue, // 100, 103: the answer follows
+                Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Err(Failed { unanswered: false, message: e.0 })),
+            }
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) => {
+                    let message = if answered { "the upstream closed the connection in the middle of the response head" } else { "the upstream closed the connection before answering" };
+                    return Poll::Ready(Err(Failed { unanswered: !answered, message: message.into() }));
+                }
+                Ok(_) => answered = true,
+                Err(e) => {
+                    let reset = matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted);
+                    return Poll::Ready(Err(Failed { unanswered: reset && !answered, message: format!("reading the response: {e}") }));
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// Where a connection goes back to once its response body has been read.
+struct Home {
+    pool: Arc<H1Pool>,
+    authority: Authority,
+    expiry: Duration,
+}
+
+enum Kind {
+    /// This many bytes left.
+    Length(u64),
+    Chunked(h1::Chunked),
+    /// Until the upstream closes.
+    Close,
+    /// Broken: the error is reported once, then the body ends.
+    Failed(WireError),
+    Done,
+}
+
+/// A response body read straight from the upstream connection by whoever polls it; its data
+/// frames are slices of the connection's read buffer.
+pub struct H1Body {
+    conn: Option<Conn>,
+    kind: Kind,
+    /// Where the connection goes back to (none when it cannot carry another request).
+    home: Option<Home>,
+}
+
+impl H1Body {
+    /// Puts the connection back as soon as the body's end is buffered, so a reader that stops
+    /// at [`http_body::Body::is_end_stream`] (or drops the body after the last data) does not
+    /// cost the connection.
+    fn settle(&mut self) {
+        let ended = match (&mut self.kind, self.conn.as_mut()) {
+            (Kind::Length(0), _) => Ok(true),
+            (Kind::Chunked(dec), Some(conn)) => dec.skip_framing(&mut conn.buf).map(|()| dec.is_done()),
+            _ => Ok(false),
+        };
+        match ended {
+            Err(e) => self.fail(e),
+            Ok(false) => {}
+            Ok(true) => {
+                self.kind = Kind::Done;
+                let (Some(conn), Some(home)) = (self.conn.take(), self.home.take()) else { return };
+                // Bytes past the end of the answer: the connection is out of step, close it.
+                if conn.buf.is_empty() {
+                    home.pool.put(home.authority, conn, home.expiry);
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, e: WireError) {
+        self.conn = None;
+        self.kind = Kind::Failed(e);
+    }
+
+    /// The next piece of data already buffered, if any (and settles the end).
+    fn buffered(&mut self) -> Option<Bytes> {
+        let conn = self.conn.as_mut()?;
+        let data = match &mut self.kind {
+            Kind::Length(left) if *left > 0 && !conn.buf.is_empty() => {
+                let n = (*left).min(conn.buf.len() as u64);
+                *left -= n;
+                Ok(Some(conn.buf.split_to(n as usize).freeze()))
+            }
+            Kind::Chunked(dec) => dec.decode(&mut conn.buf).map(|step| match step {
+                Step::Data(d) => Some(d),
+                Step::More | Step::Done => None,
+            }),
+            Kind::Close if !conn.buf.is_empty() => Ok(Some(conn.buf.split().freeze())),
+            _ => Ok(None),
+        };
+        match data {
+            Ok(data) => {
+                self.settle();
+                data
+            }
+            Err(e) => {
+                self.fail(e);
+                None
+            }
+        }
+    }
+}
+
+impl http_body::Body for H1Body {
+    type Data = Bytes;
+    type Error = WireError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, WireError>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(data) = this.buffered() {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(match std::mem::replace(&mut this.kind, Kind::Done) {
+                    Kind::Failed(e) => Some(Err(e)),
+                    _ => None,
+                });
+            };
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) if matches!(this.kind, Kind::Close) => {
+                    this.conn = None;
+                    this.kind = Kind::Done;
+                }
+                Ok(0) => this.fail(WireError("the upstream closed the connection before the body ended".into())),
+                Ok(_) => {}
+                Err(e) => this.fail(WireError(format!("reading the response body: {e}"))),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.kind, Kind::Done | Kind::Length(0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.kind {
+            Kind::Length(n) => SizeHint::with_exact(n),
+            Kind::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
     }
 }
 
@@ -137,7 +369,7 @@ async fn sweep(pool: std::sync::Weak<H1Pool>, expiry: Duration) {
         let Some(pool) = pool.upgrade() else { return };
         let mut state = pool.state.lock().unwrap_or_else(|p| p.into_inner());
         for (_, idle) in &mut state.conns {
-            idle.retain(|c| !c.tx.is_closed() && (c.since.elapsed() < expiry || !c.tx.is_ready()));
+            idle.retain(|c| c.since.elapsed() < expiry);
         }
         state.conns.retain(|(_, v)| !v.is_empty());
         if state.conns.is_empty() {
@@ -147,7 +379,7 @@ async fn sweep(pool: std::sync::Weak<H1Pool>, expiry: Duration) {
     }
 }
 
-async fn connect(authority: &Authority, settings: Settings) -> Result<SendRequest<Full<Bytes>>, ProviderError> {
+async fn connect(authority: &Authority, settings: Settings) -> Result<Conn, ProviderError> {
     let port = authority.port_u16().unwrap_or(80);
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
     let fail = |what: &str, e: &dyn std::fmt::Display| ProviderError::Connect(format!("{what} {authority}: {e}"));
@@ -158,7 +390,7 @@ async fn connect(authority: &Authority, settings: Settings) -> Result<SendReques
         };
         let mut last = None;
         for addr in addrs {
-            match tokio::net::TcpStream::connect(addr).await {
+            match TcpStream::connect(addr).await {
                 Ok(s) => return Ok(s),
                 Err(e) => last = Some(e),
             }
@@ -173,14 +405,7 @@ async fn connect(authority: &Authority, settings: Settings) -> Result<SendReques
         .map_err(|_| ProviderError::Connect(format!("connecting to {authority}: timed out after {:?}", settings.connect_timeout)))??;
     let _ = stream.set_nodelay(true);
     let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(settings.keepalive));
-    let (tx, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| ProviderError::Connect(error_chain(&e)))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(tx)
+    Ok(Conn::new(stream))
 }
 
 /// An error and its sources, `: `-separated (never request headers).
@@ -208,6 +433,11 @@ mod tests {
     /// `close_after_one`, it closes each connection after its first answer (as a server whose
     /// keep-alive timeout ran out would).
     async fn server(close_after_one: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", close_after_one).await
+    }
+
+    /// As [`server`], answering each request with `answer` (raw bytes).
+    async fn answering(answer: &'static [u8], close_after_one: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let conns = Arc::new(AtomicUsize::new(0));
@@ -234,7 +464,9 @@ mod tests {
                             assert!(head.starts_with("post /v1/x http/1.1"), "origin-form request line: {head}");
                             assert!(head.contains("\r\nhost: "), "a Host header: {head}");
                             have.drain(..end + 4 + len);
-                            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
+                            if s.write_all(answer).await.is_err() {
+                                return;
+                            }
                             if close_after_one {
                                 return;
                             }
@@ -253,9 +485,12 @@ mod tests {
             .unwrap()
     }
 
-    async fn body(resp: http::Response<Incoming>) -> Bytes {
-        use http_body_util::BodyExt;
-        resp.into_body().collect().await.unwrap().to_bytes()
+    async fn body(resp: http::Response<H1Body>) -> Bytes {
+        try_body(resp).await.unwrap()
+    }
+
+    async fn try_body(resp: http::Response<H1Body>) -> Result<Bytes, WireError> {
+        Ok(resp.into_body().collect().await?.to_bytes())
     }
 
     #[tokio::test]
@@ -334,5 +569,83 @@ mod tests {
         assert_eq!(pool.idle(), 1);
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert_eq!(pool.idle(), 0);
+    }
+
+    #[tokio::test]
+    async fn chunked_answers_are_decoded_and_their_connection_reused() {
+        let (addr, conns) = answering(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nx-t: 1\r\n\r\n", false).await;
+        let pool = Arc::new(H1Pool::default());
+        for _ in 0..3 {
+            assert_eq!(body(pool.send(request(addr), SETTINGS).await.unwrap()).await, "hello world");
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_read_to_its_end_gives_its_connection_back_before_the_reader_asks_again() {
+        let (addr, _) = server(false).await;
+        let pool = Arc::new(H1Pool::default());
+        let resp = pool.send(request(addr), SETTINGS).await.unwrap();
+        let mut b = resp.into_body();
+        let frame = b.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "ok");
+        assert!(http_body::Body::is_end_stream(&b));
+        assert_eq!(pool.idle(), 1, "back in the pool with the last data");
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_end_closes_its_connection() {
+        // Promises 10 bytes, sends 5 and keeps the connection open.
+        let (addr, conns) = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello", false).await;
+        let pool = Arc::new(H1Pool::default());
+        for _ in 0..2 {
+            let mut b = pool.send(request(addr), SETTINGS).await.unwrap().into_body();
+            assert_eq!(b.frame().await.unwrap().unwrap().into_data().unwrap(), "hello");
+            drop(b);
+            assert_eq!(pool.idle(), 0);
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn bodies_without_a_length_run_to_the_close() {
+        let (addr, conns) = answering(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end", true).await;
+        let pool = Arc::new(H1Pool::default());
+        for _ in 0..2 {
+            assert_eq!(body(pool.send(request(addr), SETTINGS).await.unwrap()).await, "until the end");
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.idle(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_an_error() {
+        let (addr, _) = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello", true).await;
+        let pool = Arc::new(H1Pool::default());
+        let err = try_body(pool.send(request(addr), SETTINGS).await.unwrap()).await.unwrap_err();
+        assert!(err.0.contains("before the body ended"), "{err}");
+        let (addr, _) = answering(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel", true).await;
+        assert!(try_body(pool.send(request(addr), SETTINGS).await.unwrap()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn interim_answers_are_skipped_and_heads_keep_every_header() {
+        let (addr, _) = answering(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 429 Too Many Requests\r\nretry-after: 2\r\nx-ratelimit-remaining-requests: 0\r\ncontent-length: 2\r\n\r\n{}", false).await;
+        let pool = Arc::new(H1Pool::default());
+        let resp = pool.send(request(addr), SETTINGS).await.unwrap();
+        assert_eq!(resp.status(), http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()["retry-after"], "2");
+        assert_eq!(resp.headers()["x-ratelimit-remaining-requests"], "0");
+        assert_eq!(body(resp).await, "{}");
+    }
+
+    #[tokio::test]
+    async fn a_garbled_answer_is_a_connect_error_that_names_no_header() {
+        let (addr, _) = answering(b"SSH-2.0-OpenSSH_9.2\r\n\r\n", true).await;
+        let pool = Arc::new(H1Pool::default());
+        match pool.send(request(addr), SETTINGS).await {
+            Err(ProviderError::Connect(m)) => assert!(m.contains("invalid response head"), "{m}"),
+            other => panic!("expected a connect error, got {:?}", other.map(|r| r.status())),
+        }
     }
 }

@@ -1,0 +1,375 @@
+//! HTTP/1.1 on the wire, for the plain-HTTP upstream pool ([`super::pool`]): a request head
+//! written in one buffer, a response head parsed by `httparse` with its header values sharing
+//! the read buffer, the body's framing (RFC 9112 §6.3) and a chunked-coding decoder that hands
+//! out the chunk data as slices of the read buffer, never copied.
+//!
+//! No I/O happens here: the pool reads and writes, this module only encodes and decodes bytes.
+
+use std::mem::MaybeUninit;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
+
+/// Largest response head (status line and headers) accepted.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most response headers accepted.
+const MAX_HEADERS: usize = 100;
+/// Longest chunk-size line or trailer line accepted.
+const MAX_LINE: usize = 4 * 1024;
+
+/// A malformed message: the text says what was wrong (never header values).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireError(pub String);
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WireError {}
+
+fn err(msg: impl Into<String>) -> WireError {
+    WireError(msg.into())
+}
+
+/// Appends the request line and headers of `req` (origin-form target: path and query) and,
+/// unless `req` has one, a `content-length` for a body of `body_len` bytes.
+pub fn encode_head(req: &http::request::Parts, body_len: usize, out: &mut Vec<u8>) {
+    out.extend_from_slice(req.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &req.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let bodiless = body_len == 0 && matches!(req.method, Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS);
+    if !bodiless && !req.headers.contains_key(header::CONTENT_LENGTH) {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the body of a response is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (1xx, 204, 304).
+    Empty,
+    /// `content-length` bytes.
+    Length(u64),
+    /// `transfer-encoding: chunked`.
+    Chunked,
+    /// Until the upstream closes the connection.
+    Close,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct Head {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub framing: Framing,
+    /// Whether the connection may carry another request once the body has been read.
+    pub keep_alive: bool,
+}
+
+/// Parses a response head from the start of `buf`, removing it from `buf`; `Ok(None)` while
+/// the head is incomplete. Header values are slices of the head's bytes (no copies).
+pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, WireError> {
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let mut config = httparse::ParserConfig::default();
+    config.allow_spaces_after_header_name_in_responses(true);
+    let len = match config.parse_response_with_uninit_headers(&mut resp, buf, &mut headers) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(err(format!("response head larger than {MAX_HEAD} bytes"))),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(err(format!("invalid response head: {e}"))),
+    };
+    let status = StatusCode::from_u16(resp.code.unwrap_or(0)).map_err(|_| err("invalid response status"))?;
+    let version = if resp.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    // Where each name and value sits in the head, so the head can be frozen once and the
+    // values sliced from it.
+    // (Not a zeroed array of MAX_HEADERS: clearing it cost more than the parse.)
+    let base = buf.as_ptr() as usize;
+    let at: smallvec::SmallVec<[(usize, usize, usize, usize); 24]> =
+        resp.headers.iter().map(|h| (h.name.as_ptr() as usize - base, h.name.len(), h.value.as_ptr() as usize - base, h.value.len())).collect();
+    let head = buf.split_to(len).freeze();
+    let mut map = HeaderMap::with_capacity(at.len());
+    for &(name_at, name_len, value_at, value_len) in &at {
+        let name = HeaderName::from_bytes(&head[name_at..name_at + name_len]).map_err(|_| err("invalid response header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len)).map_err(|_| err("invalid response header value"))?;
+        map.append(name, value);
+    }
+    let (framing, keep_alive) = framing(status, version, &map)?;
+    Ok(Some(Head { status, version, headers: map, framing, keep_alive }))
+}
+
+/// The body's framing and whether the connection stays open, from the status and headers.
+fn framing(status: StatusCode, version: Version, headers: &HeaderMap) -> Result<(Framing, bool), WireError> {
+    let mut keep_alive = version == Version::HTTP_11;
+    for token in tokens(headers, &header::CONNECTION) {
+        if token.eq_ignore_ascii_case("close") {
+            keep_alive = false;
+        } else if token.eq_ignore_ascii_case("keep-alive") && version == Version::HTTP_10 {
+            keep_alive = true;
+        }
+    }
+    if status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok((Framing::Empty, keep_alive));
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        // Chunked only when it is the final coding; otherwise the body runs to the close.
+        let chunked = tokens(headers, &header::TRANSFER_ENCODING).last().is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
+        return Ok(if chunked { (Framing::Chunked, keep_alive) } else { (Framing::Close, false) });
+    }
+    let mut length = None;
+    for token in tokens(headers, &header::CONTENT_LENGTH) {
+        let n: u64 = token.parse().map_err(|_| err("invalid content-length"))?;
+        if length.is_some_and(|l| l != n) {
+            return Err(err("conflicting content-length values"));
+        }
+        length = Some(n);
+    }
+    Ok(match length {
+        Some(n) => (Framing::Length(n), keep_alive),
+        None => (Framing::Close, false),
+    })
+}
+
+/// The comma-separated tokens of every `name` header, trimmed.
+fn tokens<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> impl Iterator<Item = &'a str> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Where a chunked body's decoder is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Expecting a chunk-size line.
+    Size,
+    /// Inside a chunk's data, this many bytes left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer lines until an empty one.
+    Trailers,
+    Done,
+}
+
+/// What decoding the buffered bytes gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Some of the body's data.
+    Data(Bytes),
+    /// More bytes are needed.
+    More,
+    /// The body has ended (the last chunk and the trailers were read).
+    Done,
+}
+
+/// A decoder of the chunked transfer coding (RFC 9112 §7.1); extensions and trailers are
+/// read and dropped.
+#[derive(Clone, Debug)]
+pub struct Chunked {
+    state: State,
+}
+
+impl Default for Chunked {
+    fn default() -> Self {
+        Chunked { state: State::Size }
+    }
+}
+
+impl Chunked {
+    /// Decodes from the front of `buf`: the next piece of data (as much of the current chunk
+    /// as is buffered), or the end, or a need for more bytes.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Step, WireError> {
+        self.skip_framing(buf)?;
+        match self.state {
+            State::Done => Ok(Step::Done),
+            State::Data(left) if !buf.is_empty() => {
+                let n = left.min(buf.len() as u64) as usize;
+                self.state = if n as u64 == left { State::DataEnd } else { State::Data(left - n as u64) };
+                Ok(Step::Data(buf.split_to(n).freeze()))
+            }
+            _ => Ok(Step::More),
+        }
+    }
+
+    /// Whether the last chunk and the trailers have been read.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Reads what lies between chunks' data (size lines, CRLFs, the trailers) as far as the
+    /// buffered bytes go, stopping at data or at the end.
+    pub fn skip_framing(&mut self, buf: &mut BytesMut) -> Result<(), WireError> {
+        loop {
+            match self.state {
+                State::Data(_) | State::Done => return Ok(()),
+                State::DataEnd => match buf.first() {
+                    None => return Ok(()),
+                    Some(b'\n') => {
+                        buf.advance(1);
+                        self.state = State::Size;
+                    }
+                    Some(b'\r') if buf.len() < 2 => return Ok(()),
+                    Some(b'\r') if buf[1] == b'\n' => {
+                        buf.advance(2);
+                        self.state = State::Size;
+                    }
+                    Some(_) => return Err(err("chunk data longer than its size")),
+                },
+                State::Size => {
+                    let Some(line) = take_line(buf)? else { return Ok(()) };
+                    let size = chunk_size(&line)?;
+                    self.state = if size == 0 { State::Trailers } else { State::Data(size) };
+                }
+                State::Trailers => {
+                    let Some(line) = take_line(buf)? else { return Ok(()) };
+                    if line.is_empty() {
+                        self.state = State::Done;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Removes one line (up to LF, the CR before it dropped) from the front of `buf`.
+fn take_line(buf: &mut BytesMut) -> Result<Option<Bytes>, WireError> {
+    let Some(eol) = memchr::memchr(b'\n', buf) else {
+        return if buf.len() > MAX_LINE { Err(err("chunk line too long")) } else { Ok(None) };
+    };
+    let mut line = buf.split_to(eol + 1).freeze();
+    line.truncate(if line.len() >= 2 && line[line.len() - 2] == b'\r' { line.len() - 2 } else { line.len() - 1 });
+    Ok(Some(line))
+}
+
+/// The hex size at the start of a chunk-size line (extensions after `;` ignored).
+fn chunk_size(line: &[u8]) -> Result<u64, WireError> {
+    let digits = line.split(|&b| b == b';').next().unwrap_or_default();
+    let digits = digits.trim_ascii();
+    if digits.is_empty() || digits.len() > 16 {
+        return Err(err("invalid chunk size"));
+    }
+    let mut size = 0u64;
+    for &b in digits {
+        let d = (b as char).to_digit(16).ok_or_else(|| err("invalid chunk size"))?;
+        size = size << 4 | u64::from(d);
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> Result<Option<Head>, WireError> {
+        parse_head(&mut BytesMut::from(raw))
+    }
+
+    #[test]
+    fn request_heads_are_origin_form_with_a_length() {
+        let req = http::Request::post("http://up:8000/v1/chat/completions?x=1")
+            .header("host", "up:8000")
+            .header("authorization", "Bearer k")
+            .body(())
+            .unwrap();
+        let mut out = Vec::new();
+        encode_head(&req.into_parts().0, 12, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /v1/chat/completions?x=1 HTTP/1.1\r\nhost: up:8000\r\nauthorization: Bearer k\r\ncontent-length: 12\r\n\r\n"
+        );
+        let get = http::Request::get("http://up/v1/models").body(()).unwrap();
+        let mut out = Vec::new();
+        encode_head(&get.into_parts().0, 0, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "GET /v1/models HTTP/1.1\r\n\r\n");
+    }
+
+    #[test]
+    fn response_heads_parse_once_complete() {
+        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nContent-Length: 2\r\nx-a: 1\r\nx-a: 2\r\n");
+        assert!(parse_head(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(b"\r\nok");
+        let h = parse_head(&mut buf).unwrap().unwrap();
+        assert_eq!(h.status, StatusCode::OK);
+        assert_eq!(h.framing, Framing::Length(2));
+        assert!(h.keep_alive);
+        assert_eq!(h.headers.get_all("x-a").iter().count(), 2);
+        assert_eq!(h.headers["content-type"], "application/json");
+        assert_eq!(&buf[..], b"ok", "the body stays in the buffer");
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let f = |raw: &str| head(raw).unwrap().map(|h| (h.framing, h.keep_alive)).unwrap();
+        assert_eq!(f("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"), (Framing::Chunked, true));
+        assert_eq!(f("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\ncontent-length: 5\r\n\r\n"), (Framing::Chunked, true));
+        assert_eq!(f("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n"), (Framing::Close, false));
+        assert_eq!(f("HTTP/1.1 200 OK\r\n\r\n"), (Framing::Close, false));
+        assert_eq!(f("HTTP/1.1 204 No Content\r\n\r\n"), (Framing::Empty, true));
+        assert_eq!(f("HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\n"), (Framing::Length(3), false));
+        assert_eq!(f("HTTP/1.0 200 OK\r\ncontent-length: 3\r\n\r\n"), (Framing::Length(3), false));
+        assert_eq!(f("HTTP/1.0 200 OK\r\ncontent-length: 3\r\nconnection: keep-alive\r\n\r\n"), (Framing::Length(3), true));
+        assert_eq!(f("HTTP/1.1 200 OK\r\ncontent-length: 3, 3\r\n\r\n"), (Framing::Length(3), true));
+        assert!(head("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n").is_err());
+        assert!(head("HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n").is_err());
+        assert!(head("HTTX/1.1 200 OK\r\n\r\n").is_err());
+        let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD));
+        assert!(head(&huge).is_err());
+    }
+
+    /// Feeds `wire` to a decoder `split` bytes at a time; returns the data and whether it ended.
+    fn decode_in_pieces(wire: &[u8], split: usize) -> Result<(Vec<u8>, bool), WireError> {
+        let mut dec = Chunked::default();
+        let mut buf = BytesMut::new();
+        let mut data = Vec::new();
+        for piece in wire.chunks(split) {
+            buf.extend_from_slice(piece);
+            loop {
+                match dec.decode(&mut buf)? {
+                    Step::Data(d) => data.extend_from_slice(&d),
+                    Step::More => break,
+                    Step::Done => return Ok((data, true)),
+                }
+            }
+        }
+        Ok((data, false))
+    }
+
+    #[test]
+    fn chunked_bodies_decode_however_the_bytes_arrive() {
+        let wire = b"6\r\nhello \r\n1A;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-trailer: t\r\n\r\n";
+        for split in [1, 2, 3, 7, 64, wire.len()] {
+            let (data, done) = decode_in_pieces(wire, split).unwrap();
+            assert_eq!(data, b"hello abcdefghijklmnopqrstuvwxyz", "split {split}");
+            assert!(done, "split {split}");
+        }
+        let (data, done) = decode_in_pieces(b"3\r\nabc\r\n", 4).unwrap();
+        assert_eq!((data.as_slice(), done), (&b"abc"[..], false));
+        // Lenient about a bare LF, as servers in the wild send.
+        assert_eq!(decode_in_pieces(b"3\nabc\n0\n\n", 1).unwrap(), (b"abc".to_vec(), true));
+    }
+
+    #[test]
+    fn malformed_chunks_are_errors() {
+        for bad in [&b"zz\r\n"[..], b"3\r\nabcd\r\n", b"\r\n", b"11111111111111111\r\n"] {
+            assert!(decode_in_pieces(bad, 64).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert!(decode_in_pieces(&[b'1'; MAX_LINE + 10], 64).is_err());
+    }
+}

@@ -18,7 +18,6 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
-use tower::Layer as _;
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::config::Config;
@@ -56,13 +55,15 @@ pub fn app(state: Arc<AppState>) -> Router {
 /// The application as the server runs it: [`app`], with `POST /v1/chat/completions` (and
 /// `/chat/completions`) handed straight to its handler rather than through the router, whose
 /// path matching, boxed route services and per-request clones cost about 5k instructions per
-/// request; every other request goes through the router as before.
+/// request, and with the request id passed to it as an argument rather than through the
+/// request's extensions (a map allocated per request); every other request goes through the
+/// request-id layer's logic and the router as before.
 pub fn served(state: Arc<AppState>) -> Served {
-    request_id::RequestIdLayer.layer(FastPath { router: routes(state.clone()), state })
+    FastPath { router: routes(state.clone()), state }
 }
 
 /// What [`served`] builds.
-pub type Served = request_id::RequestIdService<FastPath>;
+pub type Served = FastPath;
 
 /// See [`served`].
 #[derive(Clone)]
@@ -74,26 +75,31 @@ pub struct FastPath {
 impl tower::Service<Request> for FastPath {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
-    type Future = futures_util::future::Either<
-        futures_util::future::BoxFuture<'static, Result<axum::response::Response, std::convert::Infallible>>,
-        <Router as tower::Service<Request>>::Future,
+    type Future = request_id::RequestIdFuture<
+        futures_util::future::Either<
+            futures_util::future::BoxFuture<'static, Result<axum::response::Response, std::convert::Infallible>>,
+            <Router as tower::Service<Request>>::Future,
+        >,
     >;
 
     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        crate::telemetry::note_request();
+        let id = request_id::of(&req);
         let chat = req.method() == http::Method::POST && matches!(req.uri().path(), "/v1/chat/completions" | "/chat/completions");
-        match req.extensions().get::<RequestId>() {
-            Some(id) if chat => {
-                let (state, id) = (self.state.clone(), id.clone());
-                futures_util::future::Either::Left(Box::pin(async move {
-                    Ok(openai_chat::chat_completions(axum::extract::State(state), axum::Extension(id), req).await)
-                }))
-            }
-            _ => futures_util::future::Either::Right(tower::Service::call(&mut self.router, req)),
-        }
+        let inner = if chat {
+            let (state, id) = (self.state.clone(), RequestId(id.clone()));
+            futures_util::future::Either::Left(Box::pin(async move {
+                Ok(openai_chat::chat_completions(axum::extract::State(state), axum::Extension(id), req).await)
+            }) as futures_util::future::BoxFuture<'static, _>)
+        } else {
+            req.extensions_mut().insert(RequestId(id.clone()));
+            futures_util::future::Either::Right(tower::Service::call(&mut self.router, req))
+        };
+        request_id::RequestIdFuture::new(inner, id)
     }
 }
 

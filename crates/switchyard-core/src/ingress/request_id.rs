@@ -41,15 +41,20 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         crate::telemetry::note_request();
-        let id = req
-            .headers()
-            .get(&X_REQUEST_ID)
-            .filter(|v| !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic()))
-            .cloned()
-            .unwrap_or_else(super::new_request_id);
+        let id = of(&req);
         req.extensions_mut().insert(RequestId(id.clone()));
-        RequestIdFuture { inner: self.inner.call(req), id: Some(id) }
+        RequestIdFuture::new(self.inner.call(req), id)
     }
+}
+
+/// The request's id: the caller's `x-request-id` when it is sane (1 to 128 visible ASCII
+/// characters), otherwise a new one.
+pub fn of<B>(req: &Request<B>) -> HeaderValue {
+    req.headers()
+        .get(&X_REQUEST_ID)
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic()))
+        .cloned()
+        .unwrap_or_else(super::new_request_id)
 }
 
 pin_project_lite::pin_project! {
@@ -58,6 +63,13 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         id: Option<HeaderValue>,
+    }
+}
+
+impl<F> RequestIdFuture<F> {
+    /// `inner`, with `x-request-id: id` set on its response.
+    pub fn new(inner: F, id: HeaderValue) -> Self {
+        RequestIdFuture { inner, id: Some(id) }
     }
 }
 

@@ -231,8 +231,12 @@ impl Provider for OpenAi {
             let req = req
                 .body(Full::new(body))
                 .map_err(|e| ProviderError::Protocol(format!("building the request: {e}")))?;
-            let secrets: Vec<&str> = self.secret.as_deref().into_iter().collect();
-            let (parts, body) = send_checked(&self.client, req, call.timeouts.idle, |status, headers, bytes| upstream_status(status, headers, bytes, &secrets)).await?;
+            let secret: &[String] = self.secret.as_slice();
+            let (parts, body) = send_checked(&self.client, req, call.timeouts.idle, |status, headers, bytes| {
+                let secrets: Vec<&str> = secret.iter().map(String::as_str).collect();
+                upstream_status(status, headers, bytes, &secrets)
+            })
+            .await?;
             if stream {
                 let is_json = parts
                     .headers

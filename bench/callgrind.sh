@@ -3,11 +3,12 @@
 # usable on a busy shared machine where wall-clock figures are noise.
 #
 #   bench/callgrind.sh [plain|stream|both] [REQUESTS]
+#   CONCURRENCY=64 bench/callgrind.sh plain 5000     # the same with 64 connections at once
 #
 # Starts the fake upstream (50 chunks, no delays) and the release gateway under callgrind with
 # one server thread and its default logging, warms up with 200 requests, zeroes the counters,
-# sends REQUESTS (default 1000; 200 for streams) at concurrency 1 with loadgen, dumps, and
-# prints the instructions per request (every thread of the gateway counted: the log writer too).
+# sends REQUESTS (default 1000; 200 for streams) at concurrency $CONCURRENCY (default 1) with
+# loadgen, dumps, and prints the instructions per request (every thread of the gateway counted: the log writer too).
 # The dumps stay in bench/.work/callgrind/ for callgrind_annotate. Everything listens on
 # 127.0.0.1; every process started here is stopped by PID.
 set -euo pipefail
@@ -20,6 +21,7 @@ for bin in switchyard-fake-upstream loadgen; do
     [ -x "$TARGET/$bin" ] || { echo "$TARGET/$bin missing: cargo build --release first (same CARGO_TARGET_DIR)" >&2; exit 1; }
 done
 MODE=${1:-both}
+C=${CONCURRENCY:-1}
 N=${2:-}
 
 source "$ROOT/bench/common.sh"
@@ -38,9 +40,9 @@ URL="http://127.0.0.1:$GW_PORT/v1/chat/completions"
 measure() { # label, requests, loadgen flags...
     local label=$1 n=$2
     shift 2
-    "$TARGET/loadgen" --url "$URL" --model up -c 1 --requests 200 --warmup 0s --timeout 30s "$@" >/dev/null
+    "$TARGET/loadgen" --url "$URL" --model up -c "$C" --requests $((200 > 4 * C ? 200 : 4 * C)) --warmup 0s --timeout 30s "$@" >/dev/null
     callgrind_control -z "$VG" >/dev/null
-    "$TARGET/loadgen" --url "$URL" --model up -c 1 --requests "$n" --warmup 0s --timeout 30s "$@" >"$WORK/$label.json"
+    "$TARGET/loadgen" --url "$URL" --model up -c "$C" --requests "$n" --warmup 0s --timeout 30s "$@" >"$WORK/$label.json"
     callgrind_control -d "$label" "$VG" >/dev/null
     sleep 0.5
     local dump ir ok

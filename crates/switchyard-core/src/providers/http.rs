@@ -101,28 +101,16 @@ pub enum UpstreamBody {
     Hyper(Incoming),
 }
 
-/// A body that broke off (the text says how; never header values).
-#[derive(Debug)]
-pub struct BodyError(String);
-
-impl std::fmt::Display for BodyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for BodyError {}
-
 impl hyper::body::Body for UpstreamBody {
     type Data = Bytes;
-    type Error = BodyError;
+    /// How the body broke off (never header values).
+    type Error = super::h1::WireError;
 
-    fn poll_frame(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let frame = match self.get_mut() {
-            UpstreamBody::H1(b) => std::task::ready!(std::pin::Pin::new(b).poll_frame(cx)).map(|r| r.map_err(|e| BodyError(e.0))),
-            UpstreamBody::Hyper(b) => std::task::ready!(std::pin::Pin::new(b).poll_frame(cx)).map(|r| r.map_err(|e| BodyError(super::pool::error_chain(&e)))),
-        };
-        std::task::Poll::Ready(frame)
+    fn poll_frame(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            UpstreamBody::H1(b) => std::pin::Pin::new(b).poll_frame(cx),
+            UpstreamBody::Hyper(b) => std::pin::Pin::new(b).poll_frame(cx).map_err(|e| super::h1::WireError(super::pool::error_chain(&e))),
+        }
     }
 
     fn is_end_stream(&self) -> bool {

@@ -25,7 +25,7 @@ use super::{Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, P
 use crate::config::ProbeKind;
 use crate::wire::openai::embeddings::{EmbedNormalizeError, normalize_list};
 use crate::wire::openai::features::RequestFeatures;
-use crate::wire::openai::{NormalizeError, normalize_chunk, normalize_completion};
+use crate::wire::openai::{ChunkPrefix, NormalizeError, normalize_completion, normalize_stream_chunk};
 use crate::wire::sse::{SseEvent, SseParser};
 
 pub const KIND: Kind = Kind { name: "openai", build };
@@ -353,6 +353,8 @@ struct SseChunks {
     body: UpstreamBody,
     parser: SseParser,
     alias: Box<str>,
+    /// The repeated start of this stream's chunks, normalized once.
+    prefix: ChunkPrefix,
     /// The caller asked for a usage chunk.
     keep_usage: bool,
     /// For upstreams that report no stream usage: the counted prompt and the streamed text.
@@ -370,6 +372,7 @@ impl SseChunks {
             body,
             parser: SseParser::new(),
             alias: alias.into(),
+            prefix: ChunkPrefix::default(),
             keep_usage,
             estimate,
             usage_seen: false,
@@ -427,7 +430,7 @@ impl SseChunks {
                 .unwrap_or_else(|| String::from_utf8_lossy(&ev.data).chars().take(300).collect());
             return Some(Err(ProviderError::Stream(msg)));
         }
-        match normalize_chunk(&ev.data, &self.alias, self.keep_usage) {
+        match normalize_stream_chunk(&ev.data, &self.alias, self.keep_usage, &mut self.prefix) {
             Ok(c) => {
                 self.finished |= c.finish;
                 self.usage_seen |= c.usage.is_some();

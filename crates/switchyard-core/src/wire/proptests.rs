@@ -771,3 +771,65 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. Stream chunks normalized with a remembered prefix
+
+/// One chunk's text, built from parts so that consecutive chunks often share the bytes before
+/// `choices` (and sometimes differ in them by one byte, or carry usage or an error there).
+fn stream_chunk() -> impl Strategy<Value = String> {
+    let head = prop_oneof![
+        Just(r#"{"id":"chatcmpl-A","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":"fp_1""#.to_owned()),
+        Just(r#"{"id":"chatcmpl-B","object":"chat.completion.chunk","created":1,"model":"m","x_extra":{"a":[1,"}"]}"#.to_owned()),
+        Just(r#"{ "id" : "chatcmpl-A" , "mo\u0064el":"q","object":"chat.completion.chunk""#.to_owned()),
+    ];
+    let before = prop_oneof![
+        4 => Just(String::new()),
+        1 => Just(r#","usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}"#.to_owned()),
+        1 => Just(r#","error":{"message":"boom"}"#.to_owned()),
+    ];
+    let choice = prop_oneof![
+        "[a-z \"\\\\]{0,6}".prop_map(|t| format!(r#"{{"index":0,"delta":{{"content":{}}},"logprobs":null,"finish_reason":null}}"#, serde_json::to_string(&t).unwrap())),
+        Just(r#"{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}"#.to_owned()),
+        Just(r#"{"index":0,"delta":{},"finish_reason":"eos","extra":1}"#.to_owned()),
+    ];
+    let choices = prop_oneof![
+        4 => prop::collection::vec(choice, 0..3).prop_map(|c| format!(r#","choices":[{}]"#, c.join(","))),
+        1 => Just(String::new()),
+    ];
+    let after = prop_oneof![
+        3 => Just(String::new()),
+        1 => Just(r#","usage":{"prompt_tokens":4,"completion_tokens":5,"total_tokens":9}"#.to_owned()),
+        1 => Just(r#","choices":[]"#.to_owned()),
+    ];
+    (head, before, choices, after, prop_oneof![8 => Just(None), 1 => any::<Index>().prop_map(Some)]).prop_map(|(h, b, c, a, cut)| {
+        let text = format!("{h}{b}{c}{a}}}");
+        match cut {
+            Some(i) => text[..i.index(text.len())].to_owned(), // truncated (all ASCII)
+            None => text,
+        }
+    })
+}
+
+type Normalized = Result<(Bytes, bool, bool, Option<super::openai::Usage>, usize), super::openai::NormalizeError>;
+
+fn normalized(r: Result<super::openai::NormalizedChunk, super::openai::NormalizeError>) -> Normalized {
+    r.map(|n| (n.data, n.content, n.finish, n.usage, n.choices))
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn a_remembered_prefix_never_changes_a_normalized_chunk(
+        chunks in prop::collection::vec(stream_chunk(), 1..8),
+        keep_usage in any::<bool>(),
+    ) {
+        let mut prefix = super::openai::ChunkPrefix::default();
+        for chunk in &chunks {
+            let alone = normalized(super::openai::normalize_chunk(chunk.as_bytes(), "alias", keep_usage));
+            let in_stream = normalized(super::openai::normalize_stream_chunk(chunk.as_bytes(), "alias", keep_usage, &mut prefix));
+            prop_assert_eq!(in_stream, alone, "chunk {}", chunk);
+        }
+    }
+}

@@ -118,10 +118,15 @@ pub struct MemberAt<'a> {
 /// Walks the object starting at `i` (its `{`), calling `f` per member, which returns the end of
 /// the member's value; returns the index after the closing `}`.
 fn members_from<F: FnMut(MemberAt<'_>) -> Result<usize> + ?Sized>(s: &[u8], i: usize, depth: usize, f: &mut F) -> Result<usize> {
-    let mut j = ws(s, i + 1);
+    let j = ws(s, i + 1);
     if s.get(j) == Some(&b'}') {
         return Ok(j + 1);
     }
+    members_loop(s, j, depth, f)
+}
+
+/// The member loop of [`members_from`], from `j`, the opening quote of a member's name.
+fn members_loop<F: FnMut(MemberAt<'_>) -> Result<usize> + ?Sized>(s: &[u8], mut j: usize, depth: usize, f: &mut F) -> Result<usize> {
     loop {
         if s.get(j) != Some(&b'"') {
             return Err(ScanError(j, "expected a member name"));
@@ -134,12 +139,21 @@ fn members_from<F: FnMut(MemberAt<'_>) -> Result<usize> + ?Sized>(s: &[u8], i: u
         }
         let start = ws(s, j + 1);
         let end = f(MemberAt { key, key_escaped, start, depth: depth + 1 })?;
-        j = ws(s, end);
-        match s.get(j) {
-            Some(b',') => j = ws(s, j + 1),
-            Some(b'}') => return Ok(j + 1),
-            _ => return Err(ScanError(j, "expected ',' or '}'")),
+        match after_member(s, end)? {
+            Ok(next) => j = next,
+            Err(close) => return Ok(close),
         }
+    }
+}
+
+/// After a member's value ending at `end`: `Ok(the next member's name)` or `Err(the index
+/// after the closing brace)`.
+fn after_member(s: &[u8], end: usize) -> Result<std::result::Result<usize, usize>> {
+    let j = ws(s, end);
+    match s.get(j) {
+        Some(b',') => Ok(Ok(ws(s, j + 1))),
+        Some(b'}') => Ok(Err(j + 1)),
+        _ => Err(ScanError(j, "expected ',' or '}'")),
     }
 }
 
@@ -178,6 +192,21 @@ pub fn members_walk(s: &[u8], range: Range<usize>, f: &mut dyn FnMut(MemberAt<'_
     let end = members_at(&s[..range.end], start, 0, f)?;
     if ws(s, end) < range.end {
         return Err(ScanError(end, "trailing characters"));
+    }
+    Ok(())
+}
+
+/// Resumes [`members_walk`] over the object that is the whole of `s` after one of its
+/// top-level members whose value ends at `end`: calls `f` for each member after it and checks
+/// the rest of the object. For a caller that read the members before from elsewhere (a prefix
+/// it has seen before) and then read that member itself.
+pub fn members_walk_after(s: &[u8], end: usize, f: &mut dyn FnMut(MemberAt<'_>) -> Result<usize>) -> Result<()> {
+    let close = match after_member(s, end)? {
+        Ok(next) => members_loop(s, next, 0, f)?,
+        Err(close) => close,
+    };
+    if ws(s, close) < s.len() {
+        return Err(ScanError(close, "trailing characters"));
     }
     Ok(())
 }

@@ -171,3 +171,31 @@ fn usage_is_asked_for_on_streams_and_hidden_from_callers_who_did_not_ask() {
     assert!(c.data.is_empty(), "a usage chunk the caller did not ask for is not sent");
     assert_eq!(c.usage.unwrap().total_tokens, 7, "but the gateway learns the usage");
 }
+
+#[test]
+fn a_stream_reuses_the_normalized_members_before_choices() {
+    let chunk = |text: &str| {
+        format!(r#"{{"id":"c1","object":"chat.completion.chunk","created":7,"model":"up","system_fingerprint":"fp","choices":[{{"index":0,"delta":{{"content":"{text}"}},"finish_reason":null}}]}}"#)
+    };
+    let mut prefix = ChunkPrefix::default();
+    let first = normalize_stream_chunk(chunk("a").as_bytes(), "alias", false, &mut prefix).unwrap();
+    // Remembered: the input up to the `choices` value, and the output before `,"choices":`.
+    let (at, out) = prefix.matches(chunk("b").as_bytes()).expect("the next chunk starts the same");
+    assert_eq!(&chunk("b")[at - 10..at], r#""choices":"#);
+    assert_eq!(std::str::from_utf8(out).unwrap(), r#"{"id":"c1","object":"chat.completion.chunk","created":7,"model":"alias","system_fingerprint":"fp""#);
+    let second = normalize_stream_chunk(chunk("b").as_bytes(), "alias", false, &mut prefix).unwrap();
+    assert_eq!(first.data, normalize_chunk(chunk("a").as_bytes(), "alias", false).unwrap().data);
+    assert_eq!(second.data, normalize_chunk(chunk("b").as_bytes(), "alias", false).unwrap().data);
+    assert!(second.content);
+    // A chunk that differs before `choices` is scanned in full, and becomes the new prefix.
+    let other = chunk("c").replace("\"created\":7", "\"created\":8");
+    assert!(prefix.matches(other.as_bytes()).is_none());
+    let third = normalize_stream_chunk(other.as_bytes(), "alias", false, &mut prefix).unwrap();
+    assert_eq!(third.data, normalize_chunk(other.as_bytes(), "alias", false).unwrap().data);
+    assert!(prefix.matches(other.as_bytes()).is_some());
+    // Usage or an error before `choices` is state the prefix cannot carry: not remembered.
+    let mut fresh = ChunkPrefix::default();
+    let with_usage = r#"{"id":"c1","usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2},"choices":[]}"#;
+    normalize_stream_chunk(with_usage.as_bytes(), "alias", true, &mut fresh).unwrap();
+    assert!(fresh.matches(with_usage.as_bytes()).is_none());
+}

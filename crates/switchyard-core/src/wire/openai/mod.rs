@@ -572,6 +572,10 @@ fn parse_u64(digits: &[u8]) -> scan::Result<u64> {
 
 /// Writes one normalized choice, the object starting at `start`; returns (its end, carries
 /// content, carries a finish reason).
+///
+/// A choice that normalizes to itself (only standard members, a finish reason already in
+/// OpenAI's set: the usual case) is copied in one piece at its end; members are written one by
+/// one only from the first that changes.
 fn normalize_choice(input: &[u8], start: usize, depth: usize, kind: ChoiceKind, out: &mut Vec<u8>) -> scan::Result<(usize, bool, bool)> {
     let body_key: &[u8] = match kind {
         ChoiceKind::Message => b"message",
@@ -579,43 +583,59 @@ fn normalize_choice(input: &[u8], start: usize, depth: usize, kind: ChoiceKind, 
     };
     let mut content = false;
     let mut finish = false;
-    out.push(b'{');
+    // While every member so far is kept as it is: where the last one ends (nothing written yet).
+    let mut verbatim = Some(start + 1);
     let end = scan::members_at(input, start, depth, &mut |m| {
         let key = m.key;
         if m.key_escaped || !(key == b"index" || key == b"logprobs" || key == body_key || key == b"finish_reason") {
-            return scan::skip(input, m.start, m.depth);
-        }
-        sep(out);
-        raw_key(out, key);
-        if key == body_key && kind == ChoiceKind::Delta {
-            let (end, c) = delta_has_content(input, m.start, m.depth)?;
-            content = c;
-            out.extend_from_slice(&input[m.start..end]);
+            let end = scan::skip(input, m.start, m.depth)?;
+            if let Some(upto) = verbatim.take() {
+                out.extend_from_slice(&input[start..upto]);
+            }
             return Ok(end);
         }
-        let end = scan::skip(input, m.start, m.depth)?;
+        let (end, c) = if key == body_key && kind == ChoiceKind::Delta {
+            delta_has_content(input, m.start, m.depth)?
+        } else {
+            (scan::skip(input, m.start, m.depth)?, key == body_key) // a message is content
+        };
+        content |= c;
         let raw = &input[m.start..end];
-        if key == b"finish_reason" {
+        let mapped = if key == b"finish_reason" {
             let reason = match scan::plain_str(raw) {
                 Some(r) => Some(std::borrow::Cow::Borrowed(r)),
                 None => serde_json::from_slice::<Option<String>>(raw).ok().flatten().map(std::borrow::Cow::Owned),
             };
-            match reason {
-                Some(reason) => {
-                    finish = true;
-                    write_str(out, map_finish_reason(&reason));
-                }
-                None => out.extend_from_slice(b"null"),
+            finish |= reason.is_some();
+            let mapped = reason.map(|r| map_finish_reason(&r));
+            match (mapped, scan::plain_str(raw)) {
+                (None, _) if raw == b"null" => None,
+                (Some(to), Some(from)) if to == from => None,
+                (to, _) => Some(to),
             }
+        } else {
+            None
+        };
+        if let (Some(_), None) = (verbatim, mapped) {
+            verbatim = Some(end);
             return Ok(end);
         }
-        out.extend_from_slice(raw);
-        if key == body_key {
-            content = true; // a message
+        if let Some(upto) = verbatim.take() {
+            out.extend_from_slice(&input[start..upto]);
+        }
+        sep(out);
+        raw_key(out, key);
+        match mapped {
+            Some(Some(reason)) => write_str(out, reason),
+            Some(None) => out.extend_from_slice(b"null"),
+            None => out.extend_from_slice(raw),
         }
         Ok(end)
     })?;
-    out.push(b'}');
+    match verbatim {
+        Some(_) => out.extend_from_slice(&input[start..end]),
+        None => out.push(b'}'),
+    }
     Ok((end, content, finish))
 }
 

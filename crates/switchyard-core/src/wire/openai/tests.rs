@@ -199,3 +199,30 @@ fn a_stream_reuses_the_normalized_members_before_choices() {
     normalize_stream_chunk(with_usage.as_bytes(), "alias", true, &mut fresh).unwrap();
     assert!(fresh.matches(with_usage.as_bytes()).is_none());
 }
+
+#[test]
+fn a_choice_is_copied_whole_until_a_member_changes() {
+    let norm = |choice: &str| {
+        let chunk = format!(r#"{{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{choice}]}}"#);
+        let n = normalize_chunk(chunk.as_bytes(), "a", false).unwrap();
+        let v: Value = serde_json::from_slice(&n.data).unwrap();
+        (v["choices"][0].clone(), String::from_utf8(n.data.to_vec()).unwrap(), n.content, n.finish)
+    };
+    // Unchanged: copied byte for byte (its whitespace too).
+    let (_, text, content, finish) = norm(r#"{ "index":0, "delta":{"content":"x"},"logprobs":null,"finish_reason":null }"#);
+    assert!(text.contains(r#"[{ "index":0, "delta":{"content":"x"},"logprobs":null,"finish_reason":null }]"#), "{text}");
+    assert!(content && !finish);
+    let (_, text, _, finish) = norm(r#"{"index":0,"delta":{},"finish_reason":"stop"}"#);
+    assert!(text.contains(r#"[{"index":0,"delta":{},"finish_reason":"stop"}]"#) && finish);
+    // A member dropped first, in the middle, last; a finish reason mapped.
+    for (choice, want) in [
+        (r#"{"x":1,"index":0,"delta":{"content":"y"}}"#, json!({"index":0,"delta":{"content":"y"}})),
+        (r#"{"index":0,"stop_reason":null,"delta":{"role":"assistant"},"finish_reason":null}"#, json!({"index":0,"delta":{"role":"assistant"},"finish_reason":null})),
+        (r#"{"index":0,"delta":{},"finish_reason":"eos","native":"eos"}"#, json!({"index":0,"delta":{},"finish_reason":"stop"})),
+        (r#"{"index":0,"finish_reason":7}"#, json!({"index":0,"finish_reason":null})),
+        (r#"{"ind\u0065x":0}"#, json!({})),
+    ] {
+        let (got, text, _, _) = norm(choice);
+        assert_eq!(got, want, "{choice} -> {text}");
+    }
+}

@@ -223,7 +223,8 @@ fn frames(events: Vec<wire::types::StreamEvent>) -> Bytes {
 /// arrives ([`LiveStream`]: idle timeout, deadline, mid-stream recovery of translated streams).
 /// Dropping the body (the client went away) drops the upstream stream, cancelling it.
 fn relay(stream: LiveStream, log: RequestLog, translate: Option<ToAnthropic>) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
-    stream::unfold(Relay { stream, log, translate, done: false }, |mut r| async move {
+    // Boxed, as in the OpenAI relay: only a pointer moves through each item's future.
+    stream::unfold(Box::new(Relay { stream, log, translate, done: false }), |mut r| async move {
         loop {
             if r.done {
                 return None;

@@ -97,7 +97,9 @@ impl Relay {
 /// for good ends with an explicit error event, never a clean `[DONE]`. Dropping the body (the
 /// client went away) drops the upstream stream, which cancels it.
 fn relay(stream: LiveStream, log: RequestLog) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
-    stream::unfold(Relay { stream, log, done: false }, |mut r| async move {
+    // Boxed: the state moves into and out of each item's future, 8 bytes rather than the
+    // whole stream and log line.
+    stream::unfold(Box::new(Relay { stream, log, done: false }), |mut r| async move {
         if r.done {
             return None;
         }

@@ -9,7 +9,8 @@
 //! - `normalize_completion/*`, `normalize_chunk/*`: answers from OpenAI and Groq (with `x_groq`)
 //!   normalized to the OpenAI shape;
 //! - `sse_relay/*`: a 50-content-chunk stream (one network read per event) through `SseParser`,
-//!   each chunk normalized and re-framed as `data: ...\n\n`; throughput is per event, so the
+//!   each chunk normalized (with the stream's remembered prefix, as the gateway does) and
+//!   re-framed as `data: ...\n\n`; throughput is per event, so the
 //!   time per element is the relay cost of one chunk.
 //!
 //! `cargo bench -p switchyard-bench` (about a minute). Each benchmark measures for ~2 s.
@@ -20,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use switchyard_bench::fixtures;
-use switchyard_core::wire::openai::{ChatRequest, normalize_chunk, normalize_completion};
+use switchyard_core::wire::openai::{ChatRequest, ChunkPrefix, normalize_chunk, normalize_completion, normalize_stream_chunk};
 use switchyard_core::wire::sse::SseParser;
 use switchyard_core::{Config, Routes};
 
@@ -140,6 +141,18 @@ fn normalize(c: &mut Criterion) {
     group.finish();
 }
 
+/// How [`relay`] treats each chunk.
+#[derive(Clone, Copy)]
+enum Normalize {
+    /// As the gateway does: `normalize_stream_chunk`, the members before `choices` reused
+    /// from the previous chunk when their bytes repeat.
+    Stream,
+    /// Every chunk scanned in full (`normalize_chunk`), to show what the reuse saves.
+    EachAlone,
+    /// Parse and re-frame only.
+    No,
+}
+
 /// The stream as the network delivers it: one read per event.
 fn reads(payloads: &[String]) -> Vec<Bytes> {
     let mut out: Vec<Bytes> = payloads
@@ -152,8 +165,9 @@ fn reads(payloads: &[String]) -> Vec<Bytes> {
 
 /// Parses every event, normalizes every chunk and frames it for the client, as the gateway's
 /// stream relay does; returns the bytes written.
-fn relay(reads: &[Bytes], normalize: bool) -> usize {
+fn relay(reads: &[Bytes], normalize: Normalize) -> usize {
     let mut parser = SseParser::new();
+    let mut prefix = ChunkPrefix::default();
     let mut written = 0;
     for read in reads {
         parser.push(read);
@@ -162,12 +176,12 @@ fn relay(reads: &[Bytes], normalize: bool) -> usize {
                 written += b"data: [DONE]\n\n".len();
                 continue;
             }
-            let data = if normalize {
-                normalize_chunk(&event.data, ALIAS, KEEP_USAGE)
+            let data = match normalize {
+                Normalize::Stream => normalize_stream_chunk(&event.data, ALIAS, KEEP_USAGE, &mut prefix)
                     .expect("valid chunk")
-                    .data
-            } else {
-                event.data
+                    .data,
+                Normalize::EachAlone => normalize_chunk(&event.data, ALIAS, KEEP_USAGE).expect("valid chunk").data,
+                Normalize::No => event.data,
             };
             if data.is_empty() {
                 continue; // a usage-only chunk the caller did not ask for
@@ -189,18 +203,21 @@ fn sse_relay(c: &mut Criterion) {
     let mut group = c.benchmark_group("sse_relay");
     group.throughput(Throughput::Elements(openai.len() as u64));
     group.bench_function("parse_only_openai_50_chunks", |b| {
-        b.iter(|| relay(black_box(&openai), false))
+        b.iter(|| relay(black_box(&openai), Normalize::No))
     });
     group.bench_function("openai_50_chunks", |b| {
-        b.iter(|| relay(black_box(&openai), true))
+        b.iter(|| relay(black_box(&openai), Normalize::Stream))
+    });
+    group.bench_function("openai_50_chunks_each_scanned_whole", |b| {
+        b.iter(|| relay(black_box(&openai), Normalize::EachAlone))
     });
     group.throughput(Throughput::Elements(groq.len() as u64));
     group.bench_function("groq_50_chunks", |b| {
-        b.iter(|| relay(black_box(&groq), true))
+        b.iter(|| relay(black_box(&groq), Normalize::Stream))
     });
     group.throughput(Throughput::Elements(openai.len() as u64));
     group.bench_function("openai_50_chunks_one_read", |b| {
-        b.iter(|| relay(black_box(std::slice::from_ref(&one_read)), true))
+        b.iter(|| relay(black_box(std::slice::from_ref(&one_read)), Normalize::Stream))
     });
     group.finish();
 }

@@ -157,7 +157,7 @@ impl Mock {
         if let Some(f) = window.and_then(|w| w.failure) {
             return Some(f);
         }
-        (self.failure_rate > 0.0 && self.rng.lock().map_or(false, |mut r| r.f64() < self.failure_rate)).then_some(self.failure)
+        (self.failure_rate > 0.0 && self.rng.lock().is_ok_and(|mut r| r.f64() < self.failure_rate)).then_some(self.failure)
     }
 
     fn status(&self, status: u16, message: &str, error_type: &str, retry_after: Option<Duration>) -> ProviderError {

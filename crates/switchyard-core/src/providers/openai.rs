@@ -103,7 +103,7 @@ pub fn build_flavor(spec: &Spec<'_>, flavor: &Flavor) -> Result<Arc<dyn Provider
         }
     }
     let secret = o.api_key.filter(|k| !k.is_empty());
-    let auth = secret.as_deref().map(|key| bearer(key)).transpose()?;
+    let auth = secret.as_deref().map(bearer).transpose()?;
     let embed_url = parse_url(&format!("{base}/embeddings"), &base)?;
     let models_url = parse_url(&format!("{base}/models"), &base)?;
     Ok(Arc::new(OpenAi {

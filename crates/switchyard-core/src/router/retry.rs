@@ -18,6 +18,8 @@ pub enum Disposition {
 }
 
 /// Classifies a failed attempt.
+// The 5xx range comes after the retried 5xx codes on purpose: first match wins.
+#[allow(clippy::match_overlapping_arm)]
 pub fn classify(e: &ProviderError) -> Disposition {
     match e {
         ProviderError::Connect(_) | ProviderError::Timeout(_) | ProviderError::Protocol(_) | ProviderError::Stream(_) => {

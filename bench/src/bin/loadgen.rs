@@ -99,6 +99,15 @@ struct Args {
     /// A label copied into the JSON output.
     #[arg(long)]
     label: Option<String>,
+    /// Paired mode (closed loop only): every worker alternates its requests between --url and
+    /// this URL, one keep-alive connection to each, and the output gives this URL's latency
+    /// apart (`paired`). Two targets measured request by request in turn see the same machine,
+    /// so the difference between them is not drift between two runs.
+    #[arg(long)]
+    paired_url: Option<String>,
+    /// The `model` of the requests to --paired-url (default: --model).
+    #[arg(long)]
+    paired_model: Option<String>,
 }
 
 /// Parses `250ms`, `10s`, `1.5s`, `2m`, `100us`, or a bare number of seconds.
@@ -126,11 +135,18 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Everything the workers share.
-struct Plan {
+/// Where requests go and what they carry.
+struct Endpoint {
     addr: SocketAddr,
     host: HeaderValue,
     path: Uri,
     body: Bytes,
+}
+
+struct Plan {
+    target: Endpoint,
+    /// Paired mode: the other endpoint, and its latencies.
+    paired: Option<(Endpoint, Mutex<Histogram<u64>>)>,
     headers: Vec<(HeaderName, HeaderValue)>,
     stream: bool,
     timeout: Duration,
@@ -222,8 +238,8 @@ struct Done {
 
 type Sender = SendRequest<Full<Bytes>>;
 
-async fn connect(plan: &Plan) -> Result<Sender, Failure> {
-    let stream = TcpStream::connect(plan.addr)
+async fn connect(to: &Endpoint) -> Result<Sender, Failure> {
+    let stream = TcpStream::connect(to.addr)
         .await
         .map_err(|e| Failure::new("connect", e))?;
     let _ = stream.set_nodelay(true);
@@ -238,7 +254,7 @@ async fn connect(plan: &Plan) -> Result<Sender, Failure> {
 
 /// A ready connection: the worker's, or a new one if it has none or it was closed.
 async fn ready<'a>(
-    plan: &Plan,
+    to: &Endpoint,
     conn: &'a mut Option<Sender>,
     connects: &mut u64,
     reconnects: &mut u64,
@@ -252,7 +268,7 @@ async fn ready<'a>(
             *conn = None;
         }
         *connects += 1;
-        *conn = Some(connect(plan).await?);
+        *conn = Some(connect(to).await?);
     }
     conn.as_mut()
         .ok_or_else(|| Failure::new("connect", "no connection"))
@@ -261,22 +277,23 @@ async fn ready<'a>(
 /// Sends one request and reads the whole answer.
 async fn exchange(
     plan: &Plan,
+    to: &Endpoint,
     conn: &mut Option<Sender>,
     times: &mut ChunkTimes,
     connects: &mut u64,
     reconnects: &mut u64,
 ) -> Result<Done, Failure> {
-    let sender = ready(plan, conn, connects, reconnects).await?;
+    let sender = ready(to, conn, connects, reconnects).await?;
     let mut request = Request::builder()
         .method(Method::POST)
-        .uri(plan.path.clone())
-        .header(HOST, plan.host.clone())
+        .uri(to.path.clone())
+        .header(HOST, to.host.clone())
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if plan.stream {
         request = request.header(ACCEPT, HeaderValue::from_static("text/event-stream"));
     }
     let mut request = request
-        .body(Full::new(plan.body.clone()))
+        .body(Full::new(to.body.clone()))
         .map_err(|e| Failure::new("request", e))?;
     for (name, value) in &plan.headers {
         request.headers_mut().insert(name.clone(), value.clone());
@@ -451,14 +468,21 @@ async fn next_slot(plan: &Plan) -> Option<(bool, Instant)> {
 
 async fn worker(plan: Arc<Plan>) {
     let mut conn: Option<Sender> = None;
+    let mut paired_conn: Option<Sender> = None;
+    let mut turn = 0u64;
     let mut times = ChunkTimes::default();
     let (mut connects, mut reconnects) = (0, 0);
     while let Some((counted, reference)) = next_slot(&plan).await {
         times.gaps.clear();
         times.delivery.clear();
+        turn += 1;
+        let (to, conn, paired) = match &plan.paired {
+            Some((endpoint, latency)) if turn % 2 == 0 => (endpoint, &mut paired_conn, Some(latency)),
+            _ => (&plan.target, &mut conn, None),
+        };
         let result = tokio::time::timeout(
             plan.timeout,
-            exchange(&plan, &mut conn, &mut times, &mut connects, &mut reconnects),
+            exchange(&plan, to, conn, &mut times, &mut connects, &mut reconnects),
         )
         .await
         .unwrap_or_else(|_| {
@@ -470,10 +494,15 @@ async fn worker(plan: Arc<Plan>) {
         let failed = result.is_err();
         if let Err(Failure { kind, .. }) = &result {
             if kind == "timeout" {
-                conn = None;
+                *conn = None;
             }
         }
-        if counted {
+        if let (true, Some(latency), Ok(done)) = (counted, paired, &result) {
+            latency
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .saturating_record(micros(done.end - reference));
+        } else if counted {
             let mut stats = plan.stats.lock().unwrap_or_else(PoisonError::into_inner);
             match result {
                 Ok(done) => {
@@ -534,13 +563,13 @@ fn summary(h: &Histogram<u64>) -> Value {
     })
 }
 
-fn build_plan(args: &Args) -> Result<Plan, String> {
-    let uri: Uri = args
-        .url
+/// The endpoint of `url`, sent `model` (or the --body-file).
+fn endpoint(args: &Args, url: &str, model: &str) -> Result<Endpoint, String> {
+    let uri: Uri = url
         .parse()
-        .map_err(|e| format!("invalid --url {:?}: {e}", args.url))?;
+        .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
     if uri.scheme_str() != Some("http") {
-        return Err("--url must be an http:// URL".into());
+        return Err(format!("{url:?} is not an http:// URL"));
     }
     let authority = uri.authority().ok_or("--url has no host")?.clone();
     let port = authority.port_u16().unwrap_or(80);
@@ -555,6 +584,25 @@ fn build_plan(args: &Args) -> Result<Plan, String> {
         .parse()
         .map_err(|e| format!("invalid path: {e}"))?;
     let host = HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
+    let body = match &args.body_file {
+        Some(path) => Bytes::from(
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        ),
+        None => Bytes::from(fixtures::chat_request(model, args.stream)),
+    };
+    Ok(Endpoint { addr, host, path, body })
+}
+
+fn build_plan(args: &Args) -> Result<Plan, String> {
+    let target = endpoint(args, &args.url, &args.model)?;
+    let paired = match &args.paired_url {
+        Some(_) if args.rate.is_some() => return Err("--paired-url works in the closed loop only (no --rate)".into()),
+        Some(url) => Some((
+            endpoint(args, url, args.paired_model.as_deref().unwrap_or(&args.model))?,
+            Mutex::new(histogram()),
+        )),
+        None => None,
+    };
     let mut headers = Vec::new();
     for h in &args.headers {
         let (name, value) = h
@@ -565,12 +613,6 @@ fn build_plan(args: &Args) -> Result<Plan, String> {
         let value = HeaderValue::from_str(value.trim()).map_err(|e| format!("{h:?}: {e}"))?;
         headers.push((name, value));
     }
-    let body = match &args.body_file {
-        Some(path) => Bytes::from(
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-        ),
-        None => Bytes::from(fixtures::chat_request(&args.model, args.stream)),
-    };
     if args.concurrency == 0 {
         return Err("--concurrency must be at least 1".into());
     }
@@ -589,10 +631,8 @@ fn build_plan(args: &Args) -> Result<Plan, String> {
     let start = Instant::now();
     let measure_start = start + args.warmup;
     Ok(Plan {
-        addr,
-        host,
-        path,
-        body,
+        target,
+        paired,
         headers,
         stream: args.stream,
         timeout: args.timeout,
@@ -716,7 +756,7 @@ fn main() -> ExitCode {
         "threads": args.threads.max(1),
         "warmup_s": args.warmup.as_secs_f64(),
         "ramp_s": args.ramp.as_secs_f64(),
-        "request_bytes": plan.body.len(),
+        "request_bytes": plan.target.body.len(),
         "requests": stats.ok + errors_total,
         "ok": stats.ok,
         "errors": {
@@ -731,6 +771,15 @@ fn main() -> ExitCode {
         "connections": stats.connects,
         "reconnects": stats.reconnects,
         "bytes_received": stats.bytes,
+        "paired": plan.paired.as_ref().map(|(to, latency)| {
+            let latency = latency.lock().unwrap_or_else(PoisonError::into_inner);
+            json!({
+                "url": args.paired_url,
+                "request_bytes": to.body.len(),
+                "ok": latency.len(),
+                "latency_us": summary(&latency),
+            })
+        }),
     });
     println!("{output}");
     ExitCode::SUCCESS

@@ -322,7 +322,7 @@ mod tests {
         t.record.update(|s| s.active = true);
         assert!(!check_once(t).await, "stop probing");
         assert_eq!(t.stats.health(), Health::Unknown);
-        assert_eq!(t.record.snapshot().active, false);
+        assert!(!t.record.snapshot().active);
         assert_eq!(t.record.snapshot().probes, 0);
     }
 }

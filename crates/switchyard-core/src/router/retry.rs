@@ -18,8 +18,6 @@ pub enum Disposition {
 }
 
 /// Classifies a failed attempt.
-// The 5xx range comes after the retried 5xx codes on purpose: first match wins.
-#[allow(clippy::match_overlapping_arm)]
 pub fn classify(e: &ProviderError) -> Disposition {
     match e {
         ProviderError::Connect(_) | ProviderError::Timeout(_) | ProviderError::Protocol(_) | ProviderError::Stream(_) => {
@@ -27,9 +25,9 @@ pub fn classify(e: &ProviderError) -> Disposition {
         }
         ProviderError::Unsupported(_) | ProviderError::Refused(_) => Disposition::NextTarget { counts: false },
         ProviderError::Status(s) => match s.status {
-            408 | 409 | 429 | 500 | 502 | 503 | 504 | 529 => Disposition::Retry,
+            408 | 409 | 429 | 500 | 502..=504 | 529 => Disposition::Retry,
             400 | 413 | 422 if s.context_length => Disposition::NextTarget { counts: false },
-            401 | 402 | 403 | 404 => Disposition::NextTarget { counts: true },
+            401..=404 => Disposition::NextTarget { counts: true },
             500..=599 => Disposition::NextTarget { counts: true },
             _ => Disposition::Fail,
         },

@@ -587,7 +587,7 @@ fn expected_conversation(req: &ChatCompletionRequest) -> (Vec<String>, Vec<(Stri
                 .iter()
                 .filter_map(|a| if let Atom::Text(t) = a { Some(t.as_str()) } else { None })
                 .collect();
-            let mut merged: Vec<Atom> = (!text.is_empty()).then(|| Atom::Text(text)).into_iter().collect();
+            let mut merged: Vec<Atom> = (!text.is_empty()).then_some(Atom::Text(text)).into_iter().collect();
             merged.extend(atoms.into_iter().filter(|a| matches!(a, Atom::Call { .. })));
             out.push(("assistant".to_owned(), merged));
         }

@@ -378,7 +378,7 @@ fn raw_key(out: &mut Vec<u8>, key: &[u8]) {
 ///
 /// With `prefix` (the chunks of one stream), the members before `choices` are copied from the
 /// previous chunk's output when their bytes are the same (see [`ChunkPrefix`]).
-fn normalize(input: &[u8], alias: &str, kind: ChoiceKind, keep_usage: bool, mut prefix: Option<&mut ChunkPrefix>) -> Result<NormalizedChunk, NormalizeError> {
+fn normalize(input: &[u8], alias: &str, kind: ChoiceKind, keep_usage: bool, prefix: Option<&mut ChunkPrefix>) -> Result<NormalizedChunk, NormalizeError> {
     let mut out = Vec::with_capacity(input.len() + alias.len());
     let mut content = false;
     let mut finish = false;
@@ -454,7 +454,7 @@ fn normalize(input: &[u8], alias: &str, kind: ChoiceKind, keep_usage: bool, mut 
         None => scan::members_walk(input, 0..input.len(), &mut member),
     };
     walked.map_err(|e| NormalizeError::Invalid(e.to_string()))?;
-    if let (Some(p), false, Some((in_at, out_at))) = (prefix.as_deref_mut(), resumed, mark) {
+    if let (Some(p), false, Some((in_at, out_at))) = (prefix, resumed, mark) {
         p.remember(&input[..in_at], &out[..out_at]);
     }
     if let Some(r) = error {

@@ -336,9 +336,9 @@ pub fn normalize_chunk(data: &[u8], alias: &str, keep_usage: bool) -> Result<Nor
     normalize_stream_chunk(data, alias, keep_usage, &mut ChunkPrefix::default())
 }
 
-/// [`normalize_chunk`] for the chunks of one stream, in order (one `alias` throughout): `prefix` remembers what the
-/// members before `choices` of a chunk normalized to, and a chunk that starts with the same
-/// bytes (every OpenAI-compatible server repeats `id`, `object`, `created`, `model` and the
+/// [`normalize_chunk`] for the chunks of one stream, in order (one `alias` throughout):
+/// `prefix` remembers what the members before `choices` of a chunk normalized to, and a chunk
+/// that starts with the same bytes (every OpenAI-compatible server repeats `id`, `object`, `created`, `model` and the
 /// fingerprint unchanged in each chunk of a stream) takes that output instead of scanning them
 /// again: about half of a typical chunk's bytes, and of its cost.
 pub fn normalize_stream_chunk(data: &[u8], alias: &str, keep_usage: bool, prefix: &mut ChunkPrefix) -> Result<NormalizedChunk, NormalizeError> {

@@ -556,9 +556,14 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
         };
+        assert_connect_error(addr, "tcp connect error").await;
+    }
+
+    /// Sends one request to `addr` on a new pool and expects a connect error mentioning `what`.
+    async fn assert_connect_error(addr: std::net::SocketAddr, what: &str) {
         let pool = Arc::new(H1Pool::default());
         match pool.send(request(addr), SETTINGS).await {
-            Err(ProviderError::Connect(m)) => assert!(m.contains("tcp connect error"), "{m}"),
+            Err(ProviderError::Connect(m)) => assert!(m.contains(what), "{m}"),
             other => panic!("expected a connect error, got {:?}", other.map(|r| r.status())),
         }
     }
@@ -645,11 +650,7 @@ mod tests {
     #[tokio::test]
     async fn a_garbled_answer_is_a_connect_error_that_names_no_header() {
         let (addr, _) = answering(b"SSH-2.0-OpenSSH_9.2\r\n\r\n", true).await;
-        let pool = Arc::new(H1Pool::default());
-        match pool.send(request(addr), SETTINGS).await {
-            Err(ProviderError::Connect(m)) => assert!(m.contains("invalid response head"), "{m}"),
-            other => panic!("expected a connect error, got {:?}", other.map(|r| r.status())),
-        }
+        assert_connect_error(addr, "invalid response head").await;
     }
 
     #[tokio::test]

@@ -4,8 +4,11 @@
 #
 #   bench/callgrind.sh [plain|stream|both] [REQUESTS]
 #   CONCURRENCY=64 bench/callgrind.sh plain 5000     # the same with 64 connections at once
+#   CHUNKS=1 bench/callgrind.sh stream               # streams of 1 content chunk: with the
+#                                                    # default 50, separates the cost per stream
+#                                                    # (request, commit, head) from per chunk
 #
-# Starts the fake upstream (50 chunks, no delays) and the release gateway under callgrind with
+# Starts the fake upstream ($CHUNKS, default 50, chunks; no delays) and the release gateway under callgrind with
 # one server thread and its default logging, warms up with 200 requests, zeroes the counters,
 # sends REQUESTS (default 1000; 200 for streams) at concurrency $CONCURRENCY (default 1) with
 # loadgen, dumps, and prints the instructions per request (every thread of the gateway counted: the log writer too).

@@ -7,9 +7,10 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-# start_upstream BIN PORT LOG: the fake OpenAI upstream, 50 chunks per stream, no delays.
+# start_upstream BIN PORT LOG: the fake OpenAI upstream, $CHUNKS (default 50) content chunks per
+# stream, no delays.
 start_upstream() {
-    "$1" --listen "127.0.0.1:$2" --chunks 50 >"$3" 2>&1 &
+    "$1" --listen "127.0.0.1:$2" --chunks "${CHUNKS:-50}" >"$3" 2>&1 &
     PIDS+=($!)
 }
 

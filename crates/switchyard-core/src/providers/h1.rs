@@ -36,23 +36,37 @@ fn err(msg: impl Into<String>) -> WireError {
 /// Appends the request line and headers of `req` (origin-form target: path and query) and,
 /// unless `req` has one, a `content-length` for a body of `body_len` bytes.
 pub fn encode_head(req: &http::request::Parts, body_len: usize, out: &mut Vec<u8>) {
-    out.extend_from_slice(req.method.as_str().as_bytes());
+    encode_start(&req.method, &req.uri, &req.headers, out);
+    let bodiless = body_len == 0 && matches!(req.method, Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS);
+    if bodiless || req.headers.contains_key(header::CONTENT_LENGTH) {
+        out.extend_from_slice(b"\r\n");
+    } else {
+        end_head(body_len, out);
+    }
+}
+
+/// Appends the request line (origin-form target: path and query) and `headers`, without the
+/// blank line that ends the head: the part of a head that is the same for every request to
+/// one endpoint, to encode once and finish per request with [`end_head`].
+pub fn encode_start<'h>(method: &Method, uri: &http::Uri, headers: impl IntoIterator<Item = (&'h header::HeaderName, &'h HeaderValue)>, out: &mut Vec<u8>) {
+    out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(req.uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+    out.extend_from_slice(uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &req.headers {
+    for (name, value) in headers {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let bodiless = body_len == 0 && matches!(req.method, Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS);
-    if !bodiless && !req.headers.contains_key(header::CONTENT_LENGTH) {
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
+}
+
+/// Ends a head begun with [`encode_start`]: a `content-length` for `body_len` bytes and the
+/// blank line.
+pub fn end_head(body_len: usize, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
 }
 
 /// How the body of a response is delimited.

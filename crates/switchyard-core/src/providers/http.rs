@@ -66,31 +66,80 @@ impl HttpClient {
             if let Some(host) = self.host_header(req.uri()) {
                 req.headers_mut().entry(http::header::HOST).or_insert(host);
             }
-            let settings = super::pool::Settings { connect_timeout: self.connect_timeout, keepalive: KEEPALIVE, idle: POOL_IDLE };
-            let resp = self.h1[index].get_or_init(Default::default).send(req, settings).await?;
+            let resp = self.h1[index].get_or_init(Default::default).send(req, self.settings()).await?;
             return Ok(resp.map(UpstreamBody::H1));
         }
         let resp = self.pools[index].get_or_init(|| pool_client(self.connect_timeout)).request(req).await.map_err(client_error)?;
         Ok(resp.map(UpstreamBody::Hyper))
     }
 
-    /// The `Host` header for an `http://` URI (`host[:port]`, the port only when not 80),
-    /// computed once for the first authority (an adapter calls one), anew for any other.
+    /// The `Host` header for an `http://` URI, computed once for the first authority (an
+    /// adapter calls one), anew for any other.
     fn host_header(&self, uri: &http::Uri) -> Option<HeaderValue> {
         let authority = uri.authority()?;
-        let render = |a: &http::uri::Authority| {
-            let host = a.host();
-            let value = match a.port().filter(|p| p.as_u16() != 80) {
-                Some(port) => HeaderValue::from_str(&format!("{host}:{}", port.as_str())),
-                None => HeaderValue::from_str(host),
-            };
-            value.ok()
-        };
-        let cached = self.host.get_or_init(|| (authority.clone(), render(authority).unwrap_or_else(|| HeaderValue::from_static(""))));
+        let cached = self.host.get_or_init(|| (authority.clone(), host_value(authority).unwrap_or_else(|| HeaderValue::from_static(""))));
         if cached.0 == *authority && !cached.1.is_empty() {
             return Some(cached.1.clone());
         }
-        render(authority)
+        host_value(authority)
+    }
+
+    /// Sends `body` to the fixed endpoint `post` on the current thread's pool.
+    pub async fn post(&self, post: &FixedPost, body: Bytes) -> Result<http::Response<UpstreamBody>, ProviderError> {
+        let Some((authority, start)) = &post.h1 else {
+            return self.send(post.request(body)?).await;
+        };
+        let index = WORKER.with(std::cell::Cell::get);
+        let resp = self.h1[index].get_or_init(Default::default).post(authority, start, body, self.settings()).await?;
+        Ok(resp.map(UpstreamBody::H1))
+    }
+
+    fn settings(&self) -> super::pool::Settings {
+        super::pool::Settings { connect_timeout: self.connect_timeout, keepalive: KEEPALIVE, idle: POOL_IDLE }
+    }
+}
+
+/// The `Host` header for `authority` (`host[:port]`, the port only when not 80).
+fn host_value(a: &http::uri::Authority) -> Option<HeaderValue> {
+    let host = a.host();
+    let value = match a.port().filter(|p| p.as_u16() != 80) {
+        Some(port) => HeaderValue::from_str(&format!("{host}:{}", port.as_str())),
+        None => HeaderValue::from_str(host),
+    };
+    value.ok()
+}
+
+/// A `POST` endpoint whose URL and headers are the same for every request (an adapter's chat
+/// endpoint with its auth and extra headers). For a plain-HTTP upstream its HTTP/1.1 head is
+/// encoded once: a request appends only its length and body, where building an
+/// `http::Request` (a header map, its values cloned in and dropped again) and encoding it cost
+/// several thousand instructions per request. Holds the credentials in its head: no `Debug`.
+pub struct FixedPost {
+    uri: http::Uri,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// `http://` only: the authority and the head up to its length, `Host` included.
+    h1: Option<(http::uri::Authority, Box<[u8]>)>,
+}
+
+impl FixedPost {
+    pub fn new(uri: http::Uri, headers: Vec<(HeaderName, HeaderValue)>) -> FixedPost {
+        let h1 = (uri.scheme() == Some(&http::uri::Scheme::HTTP)).then(|| uri.authority().cloned()).flatten().map(|authority| {
+            let host = headers.iter().all(|(k, _)| k != http::header::HOST).then(|| host_value(&authority)).flatten();
+            let mut start = Vec::with_capacity(256);
+            let host = host.as_ref().map(|h| (&http::header::HOST, h));
+            super::h1::encode_start(&http::Method::POST, &uri, headers.iter().map(|(k, v)| (k, v)).chain(host), &mut start);
+            (authority, start.into_boxed_slice())
+        });
+        FixedPost { uri, headers, h1 }
+    }
+
+    /// The request as hyper-util's client takes it (`https://`).
+    fn request(&self, body: Bytes) -> Result<http::Request<Full<Bytes>>, ProviderError> {
+        let mut req = http::Request::post(self.uri.clone());
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        req.body(Full::new(body)).map_err(|e| ProviderError::Protocol(format!("building the request: {e}")))
     }
 }
 
@@ -189,7 +238,25 @@ pub async fn send_checked(
     idle: Duration,
     on_error: impl FnOnce(StatusCode, &HeaderMap, &[u8]) -> UpstreamStatus,
 ) -> Result<(http::response::Parts, UpstreamBody), ProviderError> {
-    let resp = client.send(req).await?;
+    checked(client.send(req).await?, idle, on_error).await
+}
+
+/// [`send_checked`] for a request to a [`FixedPost`] endpoint.
+pub async fn post_checked(
+    client: &HttpClient,
+    post: &FixedPost,
+    body: Bytes,
+    idle: Duration,
+    on_error: impl FnOnce(StatusCode, &HeaderMap, &[u8]) -> UpstreamStatus,
+) -> Result<(http::response::Parts, UpstreamBody), ProviderError> {
+    checked(client.post(post, body).await?, idle, on_error).await
+}
+
+async fn checked(
+    resp: http::Response<UpstreamBody>,
+    idle: Duration,
+    on_error: impl FnOnce(StatusCode, &HeaderMap, &[u8]) -> UpstreamStatus,
+) -> Result<(http::response::Parts, UpstreamBody), ProviderError> {
     let (parts, body) = resp.into_parts();
     crate::router::stats::observe_response(&parts.headers);
     if !parts.status.is_success() {
@@ -377,6 +444,64 @@ pub fn extra_headers(map: &std::collections::BTreeMap<String, String>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixed(url: &str, headers: &[(&'static str, &'static str)]) -> FixedPost {
+        FixedPost::new(url.parse().unwrap(), headers.iter().map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v))).collect())
+    }
+
+    fn start(post: &FixedPost) -> Option<String> {
+        post.h1.as_ref().map(|(_, start)| String::from_utf8(start.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn fixed_posts_encode_their_head_once_with_a_host() {
+        let post = fixed("http://up:8000/v1/chat/completions?v=1", &[("content-type", "application/json"), ("authorization", "Bearer k")]);
+        assert_eq!(
+            start(&post).unwrap(),
+            "POST /v1/chat/completions?v=1 HTTP/1.1\r\ncontent-type: application/json\r\nauthorization: Bearer k\r\nhost: up:8000\r\n"
+        );
+        // The default port is left out; a Host the config sets is kept, not doubled.
+        assert_eq!(start(&fixed("http://up/v1/chat/completions", &[])).unwrap(), "POST /v1/chat/completions HTTP/1.1\r\nhost: up\r\n");
+        assert_eq!(start(&fixed("http://up:8000/x", &[("host", "gateway.internal")])).unwrap(), "POST /x HTTP/1.1\r\nhost: gateway.internal\r\n");
+        // TLS upstreams go through hyper-util's client with a built request.
+        let tls = fixed("https://api.example.com/v1/chat/completions", &[("authorization", "Bearer k")]);
+        assert!(tls.h1.is_none());
+        let req = tls.request(Bytes::from_static(b"{}")).unwrap();
+        assert_eq!(req.uri(), "https://api.example.com/v1/chat/completions");
+        assert_eq!(req.headers()["authorization"], "Bearer k");
+    }
+
+    #[tokio::test]
+    async fn a_fixed_post_sends_its_head_length_and_body_in_one_request() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..2 {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.ends_with(b"}") {
+                    let n = sock.read(&mut buf).await.unwrap();
+                    got.extend_from_slice(&buf[..n]);
+                }
+                sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await.unwrap();
+                seen.push(String::from_utf8(got).unwrap());
+            }
+            seen
+        });
+        let client = client(Duration::from_secs(2));
+        let post = fixed(&format!("http://{addr}/v1/chat/completions"), &[("authorization", "Bearer k")]);
+        for body in [&b"{\"a\":1}"[..], &b"{}"[..]] {
+            let (parts, body) = post_checked(&client, &post, Bytes::from_static(body), Duration::from_secs(2), |_, _, _| unreachable!()).await.unwrap();
+            assert_eq!(parts.status, 200);
+            assert_eq!(read_body(body, Duration::from_secs(2), 1024).await.unwrap(), "ok");
+        }
+        let seen = server.await.unwrap();
+        let head = format!("POST /v1/chat/completions HTTP/1.1\r\nauthorization: Bearer k\r\nhost: {addr}\r\n");
+        assert_eq!(seen, [format!("{head}content-length: 7\r\n\r\n{{\"a\":1}}"), format!("{head}content-length: 2\r\n\r\n{{}}")]);
+    }
 
     #[test]
     fn retry_after_forms() {

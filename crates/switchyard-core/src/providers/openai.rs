@@ -20,7 +20,7 @@ use hyper::body::Body;
 use super::http::UpstreamBody;
 use serde::Deserialize;
 
-use super::http::{HttpClient, MAX_BODY, client, extra_headers, get_request, probe_get, read_body, send_checked, upstream_status};
+use super::http::{FixedPost, HttpClient, MAX_BODY, client, extra_headers, get_request, post_checked, probe_get, read_body, send_checked, upstream_status};
 use super::{Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, ProbeCall, Provider, ProviderError, Reply, Spec, completion_probe, options};
 use crate::config::ProbeKind;
 use crate::wire::openai::embeddings::{EmbedNormalizeError, normalize_list};
@@ -81,6 +81,8 @@ pub struct OpenAi {
     secret: Option<String>,
     headers: Vec<(HeaderName, HeaderValue)>,
     stream_usage: bool,
+    /// The chat endpoint when its URL is the same for every model: `[answer, stream]`.
+    chat_posts: Option<[FixedPost; 2]>,
     client: HttpClient,
 }
 
@@ -104,20 +106,18 @@ pub fn build_flavor(spec: &Spec<'_>, flavor: &Flavor) -> Result<Arc<dyn Provider
     }
     let secret = o.api_key.filter(|k| !k.is_empty());
     let auth = secret.as_deref().map(bearer).transpose()?;
-    let embed_url = parse_url(&format!("{base}/embeddings"), &base)?;
     let models_url = parse_url(&format!("{base}/models"), &base)?;
-    Ok(Arc::new(OpenAi {
-        kind: flavor.kind,
-        base_url: base,
-        endpoint: Endpoint::Fixed(url),
-        embed_endpoint: Endpoint::Fixed(embed_url),
+    Ok(Arc::new(OpenAi::custom(
+        flavor.kind,
+        base,
+        Endpoint::Fixed(url),
         models_url,
         auth,
         secret,
-        headers: extra_headers(&headers)?,
-        stream_usage: o.stream_usage.unwrap_or(flavor.stream_usage),
-        client: client(spec.connect_timeout),
-    }))
+        extra_headers(&headers)?,
+        o.stream_usage.unwrap_or(flavor.stream_usage),
+        spec.connect_timeout,
+    )))
 }
 
 impl OpenAi {
@@ -136,7 +136,20 @@ impl OpenAi {
         connect_timeout: std::time::Duration,
     ) -> OpenAi {
         let embed_endpoint = endpoint.sibling("embeddings");
-        OpenAi { kind, base_url, endpoint, embed_endpoint, models_url, auth, secret, headers, stream_usage, client: client(connect_timeout) }
+        let mut p = OpenAi { kind, base_url, endpoint, embed_endpoint, models_url, auth, secret, headers, stream_usage, chat_posts: None, client: client(connect_timeout) };
+        if let Endpoint::Fixed(url) = &p.endpoint {
+            p.chat_posts = Some([false, true].map(|stream| FixedPost::new(url.clone(), p.chat_headers(stream))));
+        }
+        p
+    }
+
+    /// The headers of a chat request: content type, what it accepts, auth, extra headers.
+    fn chat_headers(&self, stream: bool) -> Vec<(HeaderName, HeaderValue)> {
+        let accept = HeaderValue::from_static(if stream { "text/event-stream" } else { "application/json" });
+        let mut headers = vec![(CONTENT_TYPE, HeaderValue::from_static("application/json")), (ACCEPT, accept)];
+        headers.extend(self.auth.clone());
+        headers.extend(self.headers.iter().cloned());
+        headers
     }
 
     /// The URL a `models` health probe asks.
@@ -219,20 +232,16 @@ impl Provider for OpenAi {
             } else {
                 call.request.body_with_model(call.upstream_model)
             };
-            let mut req = Request::post(self.url(call.upstream_model)?)
-                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-                .header(ACCEPT, HeaderValue::from_static(if stream { "text/event-stream" } else { "application/json" }));
-            if let Some((name, value)) = &self.auth {
-                req = req.header(name, value.clone());
-            }
-            for (k, v) in &self.headers {
-                req = req.header(k, v);
-            }
-            let req = req
-                .body(Full::new(body))
-                .map_err(|e| ProviderError::Protocol(format!("building the request: {e}")))?;
+            let per_model;
+            let post = match &self.chat_posts {
+                Some(posts) => &posts[usize::from(stream)],
+                None => {
+                    per_model = FixedPost::new(self.url(call.upstream_model)?, self.chat_headers(stream));
+                    &per_model
+                }
+            };
             let secret: &[String] = self.secret.as_slice();
-            let (parts, body) = send_checked(&self.client, req, call.timeouts.idle, |status, headers, bytes| {
+            let (parts, body) = post_checked(&self.client, post, body, call.timeouts.idle, |status, headers, bytes| {
                 let secrets: Vec<&str> = secret.iter().map(String::as_str).collect();
                 upstream_status(status, headers, bytes, &secrets)
             })

@@ -117,17 +117,34 @@ impl H1Pool {
         let inline = body.len() <= INLINE_BODY;
         let mut wire = Vec::with_capacity(256 + parts.headers.len() * 64 + if inline { body.len() } else { 0 });
         h1::encode_head(&parts, body.len(), &mut wire);
+        self.send_wire(&authority, wire, body, settings).await
+    }
+
+    /// Sends a `POST` whose head up to its length (`start`, from [`h1::encode_start`], its
+    /// `Host` header included) is the same for every request to the endpoint, with `body`.
+    pub async fn post(self: &Arc<Self>, authority: &Authority, start: &[u8], body: Bytes, settings: Settings) -> Result<http::Response<H1Body>, ProviderError> {
+        let inline = body.len() <= INLINE_BODY;
+        let mut wire = Vec::with_capacity(start.len() + 40 + if inline { body.len() } else { 0 });
+        wire.extend_from_slice(start);
+        h1::end_head(body.len(), &mut wire);
+        self.send_wire(authority, wire, body, settings).await
+    }
+
+    /// Sends the encoded head `wire` and `body` (appended to `wire` when small enough to go in
+    /// the same write).
+    async fn send_wire(self: &Arc<Self>, authority: &Authority, mut wire: Vec<u8>, body: Bytes, settings: Settings) -> Result<http::Response<H1Body>, ProviderError> {
+        let inline = body.len() <= INLINE_BODY;
         if inline {
             wire.extend_from_slice(&body);
         }
         let rest = if inline { None } else { Some(&body) };
         loop {
-            let (mut conn, reused) = match self.checkout(&authority) {
+            let (mut conn, reused) = match self.checkout(authority) {
                 Some(conn) => (conn, true),
-                None => (connect(&authority, settings).await?, false),
+                None => (connect(authority, settings).await?, false),
             };
             match exchange(&mut conn, &wire, rest).await {
-                Ok(head) => return Ok(self.response(conn, head, authority, settings.idle)),
+                Ok(head) => return Ok(self.response(conn, head, authority.clone(), settings.idle)),
                 // The upstream closed the pooled connection before it could answer (its
                 // keep-alive timeout): send the request on a new one.
                 Err(Failed { unanswered: true, .. }) if reused => continue,

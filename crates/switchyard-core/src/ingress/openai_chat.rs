@@ -61,7 +61,8 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, Extension(id):
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
             let live = LiveStream::new(s, &alias, &plan, target, &request, log.trace.sent, log.started);
-            ok(headers, Body::from_stream(relay(live, log)))
+            drop(routed);
+            ok(headers, Body::from_stream(relay(live, log, (parts, request))))
         }
     }
 }
@@ -81,6 +82,10 @@ struct Relay {
     stream: LiveStream,
     log: RequestLog,
     done: bool,
+    /// The request's head and body, dropped only once the first chunks are written: freeing
+    /// them is memory that has gone cold while the upstream thought, and the caller's time to
+    /// first chunk need not wait for it.
+    leftovers: Option<(http::request::Parts, ChatRequest)>,
 }
 
 impl Relay {
@@ -96,14 +101,20 @@ impl Relay {
 /// arrives ([`LiveStream`]: idle timeout, deadline, mid-stream recovery). A stream that breaks
 /// for good ends with an explicit error event, never a clean `[DONE]`. Dropping the body (the
 /// client went away) drops the upstream stream, which cancels it.
-fn relay(stream: LiveStream, log: RequestLog) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
+fn relay(stream: LiveStream, log: RequestLog, leftovers: (http::request::Parts, ChatRequest)) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
     // Boxed: the state moves into and out of each item's future, 8 bytes rather than the
     // whole stream and log line.
-    stream::unfold(Box::new(Relay { stream, log, done: false }), |mut r| async move {
+    stream::unfold(Box::new(Relay { stream, log, done: false, leftovers: Some(leftovers) }), |mut r| async move {
         if r.done {
             return None;
         }
         loop {
+            if r.leftovers.is_some() && !r.stream.has_pending() {
+                // The held chunks are out of the body: yield once so the server writes them,
+                // then free what the request left.
+                tokio::task::yield_now().await;
+                r.leftovers = None;
+            }
             let out = match r.stream.next().await {
                 Some(Ok(chunk)) => {
                     if chunk.usage.is_some() {

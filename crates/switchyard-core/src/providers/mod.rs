@@ -183,7 +183,7 @@ pub struct Completion {
 }
 
 /// One stream chunk, already in OpenAI's chunk JSON (without SSE framing).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Chunk {
     pub data: Bytes,
     /// Carries model output (text, tool calls, a refusal, ...), as opposed to a role-only preamble.

@@ -595,7 +595,7 @@ pub(super) async fn attempt<'a>(alias: &Alias, target: &'a Target, request: &Cha
         };
         let Some(chunk) = next else {
             // Commit the held chunks: the last one is the "first" to relay after the others.
-            let first = preamble.pop().unwrap_or_else(|| Chunk { data: bytes::Bytes::new(), content: false, finish: false, usage: None });
+            let first = preamble.pop().unwrap_or_default();
             return Ok(commit(preamble, first, stream, in_flight, relay_timer.take()));
         };
         if chunk.finish && !chunk.content && content_chunks == 0 && check_refusal && is_refusal(&chunk.data) {

@@ -76,7 +76,7 @@ impl LiveStream {
     pub fn new(s: CommittedStream, alias: &Arc<Alias>, plan: &Plan<'_>, served: &Target, request: &ChatRequest, sent: u32, started: Instant) -> LiveStream {
         let recovery = recovery(alias, plan, served, request, sent).map(Box::new);
         let mut live = LiveStream {
-            pending: VecDeque::new(),
+            pending: VecDeque::with_capacity(s.preamble.len() + 1),
             since: started,
             finished: false,
             ended: false,
@@ -85,11 +85,17 @@ impl LiveStream {
             answered_by: None,
             current: s,
         };
-        let held: Vec<Chunk> = live.current.preamble.drain(..).chain(std::iter::once(live.current.first.clone())).collect();
-        for chunk in held {
+        for chunk in std::mem::take(&mut live.current.preamble) {
             live.queue(chunk);
         }
+        let first = std::mem::take(&mut live.current.first);
+        live.queue(first);
         live
+    }
+
+    /// Chunks are ready: [`LiveStream::next`] returns without waiting for the upstream.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// The answer has finished (a chunk carried a `finish_reason`).

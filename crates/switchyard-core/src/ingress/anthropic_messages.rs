@@ -21,7 +21,7 @@ use http::{HeaderValue, StatusCode, header};
 use tokio::time::Instant;
 
 use super::error::ApiError;
-use super::respond::{chain_failed, ok, rejected, request_body, served_by, served_headers};
+use super::respond::{Leftovers, chain_failed, ok, rejected, request_body, served_by, served_headers};
 use super::{AppState, RequestId};
 use crate::providers::{Chunk, ProviderError, answer_format};
 use crate::router::Alias;
@@ -103,7 +103,9 @@ pub async fn messages(State(state): State<Arc<AppState>>, Extension(id): Extensi
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
             let translate = (!native).then(|| ToAnthropic::new(&typed.model));
             let live = LiveStream::new(s, &alias, &plan, target, &request, log.trace.sent, log.started);
-            ok(headers, Body::from_stream(relay(live, log, translate)))
+            drop(routed);
+            let leftovers = Leftovers::new((parts, typed, request));
+            ok(headers, Body::from_stream(relay(live, log, translate, leftovers)))
         }
     }
 }
@@ -160,6 +162,7 @@ struct Relay {
     /// Translates OpenAI chunks; `None` when the target answers in Anthropic's events natively.
     translate: Option<ToAnthropic>,
     done: bool,
+    leftovers: Leftovers<(http::request::Parts, MessagesRequest, ChatRequest)>,
 }
 
 impl Relay {
@@ -222,13 +225,19 @@ fn frames(events: Vec<wire::types::StreamEvent>) -> Bytes {
 /// Relays a committed stream as Anthropic events: the held-back chunks, then each chunk as it
 /// arrives ([`LiveStream`]: idle timeout, deadline, mid-stream recovery of translated streams).
 /// Dropping the body (the client went away) drops the upstream stream, cancelling it.
-fn relay(stream: LiveStream, log: RequestLog, translate: Option<ToAnthropic>) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
+fn relay(
+    stream: LiveStream,
+    log: RequestLog,
+    translate: Option<ToAnthropic>,
+    leftovers: Leftovers<(http::request::Parts, MessagesRequest, ChatRequest)>,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
     // Boxed, as in the OpenAI relay: only a pointer moves through each item's future.
-    stream::unfold(Box::new(Relay { stream, log, translate, done: false }), |mut r| async move {
+    stream::unfold(Box::new(Relay { stream, log, translate, done: false, leftovers }), |mut r| async move {
         loop {
             if r.done {
                 return None;
             }
+            r.leftovers.free_once_written(r.stream.has_pending()).await;
             let out = match r.stream.next().await {
                 Some(Ok(chunk)) => match r.render(&chunk) {
                     Ok(b) => b,

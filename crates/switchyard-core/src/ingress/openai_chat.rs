@@ -13,7 +13,7 @@ use http::{HeaderValue, header};
 use tokio::time::Instant;
 
 use super::error::ApiError;
-use super::respond::{chain_failed, ok, rejected, request_body, served_by, served_headers};
+use super::respond::{Leftovers, chain_failed, ok, rejected, request_body, served_by, served_headers};
 use super::route::route;
 use super::{AppState, RequestId};
 use crate::router::chain::{self, Answer};
@@ -82,10 +82,7 @@ struct Relay {
     stream: LiveStream,
     log: RequestLog,
     done: bool,
-    /// The request's head and body, dropped only once the first chunks are written: freeing
-    /// them is memory that has gone cold while the upstream thought, and the caller's time to
-    /// first chunk need not wait for it.
-    leftovers: Option<(http::request::Parts, ChatRequest)>,
+    leftovers: Leftovers<(http::request::Parts, ChatRequest)>,
 }
 
 impl Relay {
@@ -104,17 +101,12 @@ impl Relay {
 fn relay(stream: LiveStream, log: RequestLog, leftovers: (http::request::Parts, ChatRequest)) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
     // Boxed: the state moves into and out of each item's future, 8 bytes rather than the
     // whole stream and log line.
-    stream::unfold(Box::new(Relay { stream, log, done: false, leftovers: Some(leftovers) }), |mut r| async move {
+    stream::unfold(Box::new(Relay { stream, log, done: false, leftovers: Leftovers::new(leftovers) }), |mut r| async move {
         if r.done {
             return None;
         }
         loop {
-            if r.leftovers.is_some() && !r.stream.has_pending() {
-                // The held chunks are out of the body: yield once so the server writes them,
-                // then free what the request left.
-                tokio::task::yield_now().await;
-                r.leftovers = None;
-            }
+            r.leftovers.free_once_written(r.stream.has_pending()).await;
             let out = match r.stream.next().await {
                 Some(Ok(chunk)) => {
                     if chunk.usage.is_some() {

@@ -34,6 +34,28 @@ pub async fn request_body(mut body: Body, limit: usize) -> Option<Bytes> {
     }
 }
 
+/// What a streamed answer's request left behind (its head, its parsed bodies), freed once the
+/// held chunks are written rather than before: that memory has gone cold while the upstream
+/// thought, and the caller's time to first chunk need not wait for it.
+pub struct Leftovers<T>(Option<T>);
+
+impl<T> Leftovers<T> {
+    pub fn new(leftovers: T) -> Self {
+        Leftovers(Some(leftovers))
+    }
+
+    /// Called by a relay before it waits on its stream, with
+    /// [`LiveStream::has_pending`](crate::router::recover::LiveStream::has_pending): once
+    /// the held chunks are out of it, yields once, so the server writes them, then frees the
+    /// leftovers.
+    pub async fn free_once_written(&mut self, held_chunks_left: bool) {
+        if self.0.is_some() && !held_chunks_left {
+            tokio::task::yield_now().await;
+            self.0 = None;
+        }
+    }
+}
+
 /// Sets `x-switchyard-attempts` (small counts from static strings: `HeaderValue::from(u32)`
 /// allocates).
 pub fn set_attempts(headers: &mut HeaderMap, sent: u32) {
@@ -89,4 +111,35 @@ pub fn chain_failed(alias: &Alias, e: ChainError, log: &mut RequestLog, render: 
     let mut resp = render(err);
     set_attempts(resp.headers_mut(), log.trace.sent);
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+    use super::Leftovers;
+    use std::future::Future as _;
+
+    struct Flag(Arc<AtomicBool>);
+
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn leftovers_are_freed_after_one_yield_once_no_held_chunk_is_left() {
+        let freed = Arc::new(AtomicBool::new(false));
+        let mut leftovers = Leftovers::new(Flag(freed.clone()));
+        leftovers.free_once_written(true).await;
+        assert!(!freed.load(SeqCst), "held chunks are left: nothing is written yet");
+        let mut free = std::pin::pin!(leftovers.free_once_written(false));
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(free.as_mut().poll(cx))).await;
+        assert!(first.is_pending(), "yields first, for the server to write");
+        assert!(!freed.load(SeqCst));
+        free.await;
+        assert!(freed.load(SeqCst));
+    }
 }

@@ -19,13 +19,12 @@ use bytes::Bytes;
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
 use http::header::{ACCEPT, CONTENT_TYPE};
-use http::{HeaderName, HeaderValue, Request, Uri};
-use http_body_util::Full;
+use http::{HeaderName, HeaderValue, Uri};
 use hyper::body::Body;
 use super::http::UpstreamBody;
 use serde::Deserialize;
 
-use super::http::{HttpClient, MAX_BODY, client, extra_headers, get_request, probe_get, read_body, send_checked, redact, upstream_status};
+use super::http::{FixedPost, HttpClient, MAX_BODY, client, extra_headers, get_request, post_checked, probe_get, read_body, redact, upstream_status};
 use super::openai::{parse_url, secret_header};
 use super::{Call, Chunk, Completion, Kind, OptionError, ProbeCall, Provider, ProviderError, Reply, Spec, UpstreamStatus, completion_probe, options};
 use crate::config::ProbeKind;
@@ -66,13 +65,14 @@ struct Options {
 
 pub struct Anthropic {
     base_url: String,
-    url: Uri,
     /// `GET /v1/models`, for the health checks.
     models_url: Uri,
     api_key: Option<HeaderValue>,
     secret: Option<String>,
     version: HeaderValue,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// `POST {base}/v1/messages` with the headers above: `[answer, stream]`.
+    posts: [FixedPost; 2],
     default_max_tokens: u64,
     client: HttpClient,
 }
@@ -94,17 +94,29 @@ fn build(spec: &Spec<'_>) -> Result<Arc<dyn Provider>, OptionError> {
         return Err(("default_max_tokens".to_owned(), "must be at least 1".to_owned(), format!("use e.g. {DEFAULT_MAX_TOKENS}")));
     }
     let secret = o.api_key.filter(|k| !k.is_empty());
+    let api_key = secret.as_deref().map(secret_header).transpose()?;
+    let headers = extra_headers(&o.headers)?;
+    let posts = [false, true].map(|stream| FixedPost::new(url.clone(), message_headers(stream, &version, api_key.as_ref(), &headers)));
     Ok(Arc::new(Anthropic {
         base_url: base,
-        url,
         models_url,
-        api_key: secret.as_deref().map(secret_header).transpose()?,
+        api_key,
         secret,
         version,
-        headers: extra_headers(&o.headers)?,
+        headers,
+        posts,
         default_max_tokens,
         client: client(spec.connect_timeout),
     }))
+}
+
+/// The headers of a Messages request: content type, what it accepts, API version, key, extras.
+fn message_headers(stream: bool, version: &HeaderValue, api_key: Option<&HeaderValue>, extra: &[(HeaderName, HeaderValue)]) -> Vec<(HeaderName, HeaderValue)> {
+    let accept = HeaderValue::from_static(if stream { "text/event-stream" } else { "application/json" });
+    let mut headers = vec![(CONTENT_TYPE, HeaderValue::from_static("application/json")), (ACCEPT, accept), (ANTHROPIC_VERSION.clone(), version.clone())];
+    headers.extend(api_key.map(|k| (X_API_KEY.clone(), k.clone())));
+    headers.extend(extra.iter().cloned());
+    headers
 }
 
 /// `{base}/v1/messages`, or `{base}/messages` when the base already ends in `/v1` (as people
@@ -143,20 +155,6 @@ impl Anthropic {
         serde_json::to_vec(&out).map(Bytes::from).map_err(|e| ProviderError::Protocol(format!("serializing the request: {e}")))
     }
 
-    fn request(&self, body: Bytes, stream: bool) -> Result<Request<Full<Bytes>>, ProviderError> {
-        let mut req = Request::post(self.url.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(ACCEPT, HeaderValue::from_static(if stream { "text/event-stream" } else { "application/json" }))
-            .header(&ANTHROPIC_VERSION, self.version.clone());
-        if let Some(key) = &self.api_key {
-            req = req.header(&X_API_KEY, key.clone());
-        }
-        for (k, v) in &self.headers {
-            req = req.header(k, v);
-        }
-        req.body(Full::new(body)).map_err(|e| ProviderError::Protocol(format!("building the request: {e}")))
-    }
-
     /// A whole (non-streaming) answer: relabelled as it is when native, else translated.
     fn complete(&self, bytes: &[u8], alias: &str, native: bool) -> Result<Completion, ProviderError> {
         let message: Message = serde_json::from_slice(bytes).map_err(|e| self.bad_body(bytes, &e.to_string()))?;
@@ -188,7 +186,7 @@ impl Provider for Anthropic {
                 Some(n) => n.body_with_model(call.upstream_model),
                 None => self.translate(&call)?,
             };
-            let (parts, body) = send_checked(&self.client, self.request(body, stream)?, call.timeouts.idle, |status, headers, bytes| upstream_status(status, headers, bytes, &self.secrets())).await?;
+            let (parts, body) = post_checked(&self.client, &self.posts[usize::from(stream)], body, call.timeouts.idle, |status, headers, bytes| upstream_status(status, headers, bytes, &self.secrets())).await?;
             let is_json = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
             if stream && !is_json {
                 let mode = match native {

@@ -17,14 +17,13 @@ use bytes::Bytes;
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderName, HeaderValue, Request, Uri};
-use http_body_util::Full;
+use http::{HeaderName, HeaderValue, Uri};
 use hyper::body::Body;
 use super::http::UpstreamBody;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::http::{HttpClient, MAX_BODY, client, extra_headers, get_request, probe_get, read_body, send_checked, upstream_status};
+use super::http::{FixedPost, HttpClient, MAX_BODY, client, extra_headers, get_request, post_checked, probe_get, read_body, upstream_status};
 use super::openai::{parse_url, secret_header};
 use super::{
     Call, Chunk, Completion, EmbedCall, Embeddings, Kind, OptionError, ProbeCall, Provider, ProviderError, Reply, Spec, UpstreamStatus,
@@ -61,8 +60,9 @@ struct Options {
 
 pub struct Ollama {
     base_url: String,
-    chat_url: Uri,
-    embed_url: Uri,
+    /// `POST /api/chat` and `POST /api/embed` with the auth and extra headers.
+    chat: FixedPost,
+    embed: FixedPost,
     /// `GET /api/tags`, the local models, for the health checks.
     tags_url: Uri,
     auth: Option<HeaderValue>,
@@ -85,14 +85,18 @@ fn build(spec: &Spec<'_>) -> Result<Arc<dyn Provider>, OptionError> {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
+    let headers = extra_headers(&o.headers)?;
+    let mut post_headers = vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+    post_headers.extend(auth.clone().map(|a| (AUTHORIZATION, a)));
+    post_headers.extend(headers.iter().cloned());
     Ok(Arc::new(Ollama {
         base_url: base,
-        chat_url,
-        embed_url,
+        chat: FixedPost::new(chat_url, post_headers.clone()),
+        embed: FixedPost::new(embed_url, post_headers),
         tags_url,
         auth,
         secret,
-        headers: extra_headers(&o.headers)?,
+        headers,
         keep_alive: o.keep_alive,
         model_options,
         client: client(spec.connect_timeout),
@@ -105,18 +109,8 @@ impl Provider for Ollama {
             let req: ChatCompletionRequest = serde_json::from_slice(&call.request.body)
                 .map_err(|e| ProviderError::Unsupported(format!("the request does not fit the chat schema: {e}")))?;
             let body = to_ollama(&req, call.upstream_model, self.keep_alive.as_deref(), &self.model_options)?;
-            let mut http_req = Request::post(self.chat_url.clone()).header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            if let Some(a) = &self.auth {
-                http_req = http_req.header(AUTHORIZATION, a.clone());
-            }
-            for (k, v) in &self.headers {
-                http_req = http_req.header(k, v);
-            }
-            let http_req = http_req
-                .body(Full::new(Bytes::from(body.to_string())))
-                .map_err(|e| ProviderError::Protocol(format!("building the request: {e}")))?;
             let secrets: Vec<&str> = self.secret.as_deref().into_iter().collect();
-            let (_, body) = send_checked(&self.client, http_req, call.timeouts.idle, |status, headers, bytes| upstream_status(status, headers, bytes, &secrets)).await?;
+            let (_, body) = post_checked(&self.client, &self.chat, Bytes::from(body.to_string()), call.timeouts.idle, |status, headers, bytes| upstream_status(status, headers, bytes, &secrets)).await?;
             let meta = Meta::new(call.alias);
             if call.request.stream {
                 return Ok(Reply::Stream(Box::pin(NdjsonChunks::new(body, meta, call.request.include_usage))));
@@ -136,18 +130,8 @@ impl Provider for Ollama {
         Box::pin(async move {
             let fields = call.request.fields().map_err(|e| caller_error(e.message))?;
             let body = to_ollama_embed(&fields, call.upstream_model, self.keep_alive.as_deref(), &self.model_options)?;
-            let mut http_req = Request::post(self.embed_url.clone()).header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            if let Some(a) = &self.auth {
-                http_req = http_req.header(AUTHORIZATION, a.clone());
-            }
-            for (k, v) in &self.headers {
-                http_req = http_req.header(k, v);
-            }
-            let http_req = http_req
-                .body(Full::new(Bytes::from(body.to_string())))
-                .map_err(|e| ProviderError::Protocol(format!("building the request: {e}")))?;
             let secrets: Vec<&str> = self.secret.as_deref().into_iter().collect();
-            let (_, body) = send_checked(&self.client, http_req, call.timeouts.idle, |status, headers, bytes| upstream_status(status, headers, bytes, &secrets)).await?;
+            let (_, body) = post_checked(&self.client, &self.embed, Bytes::from(body.to_string()), call.timeouts.idle, |status, headers, bytes| upstream_status(status, headers, bytes, &secrets)).await?;
             let bytes = read_body(body, call.timeouts.idle, MAX_BODY).await?;
             from_ollama_embed(&bytes, call.alias, &fields)
         })

@@ -426,6 +426,10 @@ pub fn redact(text: &str, secrets: &[&str]) -> String {
     result
 }
 
+/// Headers that frame an HTTP/1.1 message or manage its connection (RFC 9112 §6, RFC 9110
+/// §7.6.1): the gateway sets them per request, so a provider's extra headers may not.
+const FRAMING: [&str; 7] = ["content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade"];
+
 /// Parses `headers = { name = "value" }` extra headers.
 pub fn extra_headers(map: &std::collections::BTreeMap<String, String>) -> Result<Vec<(HeaderName, HeaderValue)>, (String, String, String)> {
     map.iter()
@@ -433,6 +437,13 @@ pub fn extra_headers(map: &std::collections::BTreeMap<String, String>) -> Result
             let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
                 (format!("headers.{k}"), "is not a valid HTTP header name".to_owned(), "use letters, digits and '-'".to_owned())
             })?;
+            if FRAMING.contains(&name.as_str()) {
+                return Err((
+                    format!("headers.{k}"),
+                    "frames the message, which the gateway does for each request".to_owned(),
+                    "remove it".to_owned(),
+                ));
+            }
             let value = HeaderValue::from_str(v).map_err(|_| {
                 (format!("headers.{k}"), "is not a valid HTTP header value".to_owned(), "remove control characters".to_owned())
             })?;
@@ -444,6 +455,18 @@ pub fn extra_headers(map: &std::collections::BTreeMap<String, String>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_headers_may_not_frame_the_message() {
+        let map = |k: &str| std::collections::BTreeMap::from([(k.to_owned(), "1".to_owned())]);
+        assert_eq!(extra_headers(&map("X-Title")).unwrap().len(), 1);
+        for k in ["Content-Length", "transfer-encoding", "Connection", "upgrade"] {
+            let (key, problem, fix) = extra_headers(&map(k)).unwrap_err();
+            assert_eq!(key, format!("headers.{k}"));
+            assert!(problem.contains("frames the message"), "{problem}");
+            assert_eq!(fix, "remove it");
+        }
+    }
 
     fn fixed(url: &str, headers: &[(&'static str, &'static str)]) -> FixedPost {
         FixedPost::new(url.parse().unwrap(), headers.iter().map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_static(v))).collect())

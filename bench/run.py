@@ -13,6 +13,7 @@ then measures each target in turn against the same upstreams with `loadgen`:
     nginx                             a plain reverse proxy, the "one extra hop" limit
     switchyard                        a one-target alias on the `openai` kind (the PGO build)
     switchyard-no-pgo                 the same from a plain `cargo build --release`
+    switchyard-commit-head            the same aliases with `[stream] commit = "head"` (streams only)
     switchyard-failover-refused       first target refuses connections, breaker never opens
     switchyard-failover-breaker-open  same, default breaker, opened before measuring
     litellm                           LiteLLM proxy (PyPI), --num_workers = cores
@@ -502,6 +503,7 @@ class Switchyard(Target):
     name = "switchyard"
     open_streams = True
     failover = None  # None | "refused" | "breaker-open"
+    stream_commit = None  # None (the default: hold the head until the first content) | "head"
 
     def url(self, up):
         return f"http://127.0.0.1:{self.port}/v1/chat/completions"
@@ -526,6 +528,8 @@ class Switchyard(Target):
             if self.failover:
                 chain.insert(0, f'"dead/{UPSTREAM_MODEL}"')
             lines.append(f"[models.{up}]\ntargets = [{', '.join(chain)}]\n")
+            if self.stream_commit:
+                lines.append(f'[models.{up}.stream]\ncommit = "{self.stream_commit}"\n')
         return "\n".join(lines)
 
     def binary(self) -> Path:
@@ -582,6 +586,17 @@ class SwitchyardNoPgo(Switchyard):
 
     def binary(self) -> Path:
         return release_dir() / "switchyard"
+
+
+class SwitchyardCommitHead(Switchyard):
+    """Streams committed on the upstream's response head (`[stream] commit = "head"`), as a
+    plain reverse proxy commits them, against the default that holds the head until the first
+    content chunk so that a failure before any content still fails over invisibly."""
+    name = "switchyard-commit-head"
+    kind = "variant"
+    runs = ["stream_c1", "stream_c16"]
+    open_streams = False
+    stream_commit = "head"
 
 
 class SwitchyardRefused(Switchyard):
@@ -710,7 +725,7 @@ class Portkey(Target):
                          env=env, cwd=WORK / "portkey")
 
 
-TARGETS = [Direct, Nginx, Switchyard, SwitchyardNoPgo, SwitchyardRefused, SwitchyardBreakerOpen, LiteLLM, Portkey]
+TARGETS = [Direct, Nginx, Switchyard, SwitchyardNoPgo, SwitchyardCommitHead, SwitchyardRefused, SwitchyardBreakerOpen, LiteLLM, Portkey]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1103,6 +1118,11 @@ def checks(results: dict, derived: dict) -> list[dict]:
     check("streams: added time-to-first-chunk ≤ nginx's (p50, c=1)",
           f"switchyard {fmt_signed(t_sw)} µs, nginx {fmt_signed(t_ng)} µs",
           None if t_sw is None or t_ng is None else t_sw <= max(t_ng, 0))
+    t_head = added.get("switchyard-commit-head", {}).get("stream_c1", {}).get("ttfc_p50")
+    check("streams: added time-to-first-chunk ≤ nginx's (p50, c=1), with `[stream] commit = \"head\"`",
+          f"switchyard-commit-head {fmt_signed(t_head)} µs, nginx {fmt_signed(t_ng)} µs"
+          if t_head is not None else results.get("switchyard-commit-head", {}).get("status", "not run"),
+          None if t_head is None or t_ng is None else t_head <= max(t_ng, 0))
     g, g_ng = a_sw.get("delivery_p99"), a_ng.get("delivery_p99")
     check("streams: added per-chunk latency < 10 µs at p99 (each chunk's upstream-send-to-client-read time, "
           "p99 over direct)",

@@ -217,6 +217,9 @@ fn routing_line(r: &switchyard_core::config::AliasRouting) -> String {
         };
         parts.push(format!("hedge after {after}, up to {} extra", h.max));
     }
+    if r.stream.commit_on_head {
+        parts.push("stream commits on the upstream's head".into());
+    }
     if r.stream.commit_chunks > 0 {
         parts.push(format!("stream commits after {} content chunks", r.stream.commit_chunks));
     }

@@ -385,3 +385,93 @@ async fn a_stall_inside_the_commit_threshold_fails_over_invisibly() {
     assert!(started.elapsed() < Duration::from_secs(2), "failed over after idle, not first_byte: {:?}", started.elapsed());
     eventually("the stalled upstream to be cancelled", Duration::from_secs(1), || a.cancelled() == 1).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Committing on the upstream's head (`commit = "head"`)
+
+const ON_HEAD: &str = "[models.chat.stream]\ncommit = \"head\"\n";
+
+/// A stream whose 5 content chunks come 300 ms apart (the preamble at once).
+fn slow_content() -> Step {
+    Step::Ok { reply: Reply::Fixed("Hello from the fake upstream.".into()), chunks: 5, chunk_delay: Duration::from_millis(300) }
+}
+
+// The default holds the head until the first content chunk; `commit = "head"` sends it (and the
+// preamble) as soon as the upstream answered, as a plain reverse proxy does.
+#[tokio::test]
+async fn a_stream_committed_on_the_head_reaches_the_caller_before_its_content() {
+    for (extra, held) in [("", true), (ON_HEAD, false)] {
+        let a = FakeUpstream::start(Script::new().default_step(slow_content())).await;
+        let gw = start(&one_target(&a, extra)).await;
+
+        let started = Instant::now();
+        let resp = gw.open(&stream_body("chat")).await;
+        let head = started.elapsed();
+        assert_eq!(resp.status(), StatusCode::OK);
+        if held {
+            assert!(head >= Duration::from_millis(250), "held until the first content chunk: {head:?}");
+        } else {
+            assert!(head < Duration::from_millis(200), "sent on the upstream's head: {head:?}");
+            let mut body = resp.into_body();
+            let preamble = read_events(&mut body, 1).await;
+            assert!(started.elapsed() < Duration::from_millis(200), "the preamble is relayed at once too");
+            let first: Value = serde_json::from_str(&preamble[0]).unwrap();
+            assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
+        }
+    }
+}
+
+// What `commit = "head"` gives up: a target that answers 200 and then fails before any
+// content cannot be retried invisibly; without `recover` the caller gets the error event.
+#[tokio::test]
+async fn a_stream_committed_on_the_head_that_breaks_before_content_ends_with_an_error_event() {
+    let a = FakeUpstream::start(Script::new().default_step(Step::PreambleThenError { message: "overloaded".into() })).await;
+    let b = FakeUpstream::start(Script::new().default_step(Step::ok())).await;
+    let gw = start(&two_targets(&a, &b, ON_HEAD)).await;
+
+    let r = gw.chat(&stream_body("chat")).await;
+
+    assert_eq!((r.status, r.header("x-switchyard-provider")), (StatusCode::OK, "a"));
+    let events = r.events();
+    let error: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(error["error"]["code"], "upstream_stream_error", "{events:#?}");
+    assert_eq!((a.requests(), b.requests()), (1, 0));
+}
+
+// A failure before the upstream's head (a refused connection, a 5xx) still fails over before
+// anything reaches the caller, headers and all.
+#[tokio::test]
+async fn a_stream_committed_on_the_head_still_fails_over_before_the_head() {
+    let a = FakeUpstream::start(Script::new().default_step(Step::status(503))).await;
+    let b = FakeUpstream::start(Script::new().default_step(Step::ok())).await;
+    let gw = start(&two_targets(&a, &b, &format!("{ON_HEAD}[models.chat.retry]\nattempts_per_target = 1\n"))).await;
+
+    let r = gw.chat(&stream_body("chat")).await;
+
+    assert_eq!((r.header("x-switchyard-provider"), r.attempts()), ("b", 2));
+    assert_one_stream(&r.events(), "Hello from the fake upstream.");
+    let dead = start(&two_targets_at(&dead_base_url(), &b.base_url(), ON_HEAD)).await;
+    let r = dead.chat(&stream_body("chat")).await;
+    assert_eq!(r.header("x-switchyard-provider"), "b");
+    assert_one_stream(&r.events(), "Hello from the fake upstream.");
+}
+
+// With `recover`, a stream committed on its head that breaks before any content starts over on
+// the next target, in the same stream: the caller's request as it was (nothing to continue),
+// one role preamble, the end marked.
+#[tokio::test]
+async fn with_recover_a_stream_broken_before_content_starts_over_on_the_next_target() {
+    let a = FakeUpstream::start(Script::new().default_step(Step::PreambleThenError { message: "overloaded".into() })).await;
+    let b = FakeUpstream::start(Script::new().default_step(Step::reply(PART_B))).await;
+    let gw = start(&two_targets(&a, &b, "[models.chat.stream]\ncommit = \"head\"\nrecover = true\n")).await;
+
+    let body = stream_body("chat");
+    let r = gw.chat(&body).await;
+
+    assert_eq!(r.header("x-switchyard-provider"), "a", "the head went out with A's answer");
+    let chunks = assert_one_stream(&r.events(), PART_B);
+    assert_eq!(chunks.last().unwrap()["switchyard"], marker());
+    assert_eq!((a.requests(), b.requests()), (1, 1));
+    let sent = b.last_request().unwrap().body;
+    assert_eq!(sent["messages"], body["messages"], "B answers the request itself");
+}

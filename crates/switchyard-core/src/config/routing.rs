@@ -166,6 +166,14 @@ pub(super) struct RawHedge {
 /// it breaks after that.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StreamPolicy {
+    /// `commit = "head"`: send the response head as soon as a target's upstream answers 200,
+    /// before any content, as a plain reverse proxy does (the lowest time to first chunk). A
+    /// failure after that reaches the caller as an error event in the stream, or with
+    /// `recover` continues on the next target; a target that sent no content yet is then tried
+    /// again from the start. Off (the default, `"content"`): the head waits for the first
+    /// content chunk, so such a failure fails over invisibly, with the right HTTP status if
+    /// every target fails.
+    pub commit_on_head: bool,
     /// Hold back the first N content chunks before committing (0: commit on the first).
     pub commit_chunks: u32,
     /// ... but never longer than this after the first content chunk.
@@ -177,6 +185,8 @@ pub struct StreamPolicy {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStream {
+    /// `"content"` (default) or `"head"`.
+    pub commit: Option<String>,
     pub commit_chunks: Option<u32>,
     pub commit_within: Option<Dur>,
     pub recover: Option<bool>,
@@ -347,13 +357,33 @@ pub(super) fn alias_routing(cx: &super::Ctx<'_>, prefix: &str, rm: &super::RawMo
             Some(HedgeSettings { after, max })
         }
     };
+    let commit_on_head = match rm.stream.as_ref().and_then(|s| s.commit.as_deref()) {
+        None | Some("content") => false,
+        Some("head") => true,
+        Some(other) => return Err(cx.err(format!("{prefix}.stream.commit"), format!("unknown commit point \"{other}\""), "use \"content\" (hold the head until the first content chunk, the default) or \"head\" (send it as soon as an upstream answers)")),
+    };
     let stream = rm.stream.as_ref().map_or(StreamPolicy::default(), |s| StreamPolicy {
+        commit_on_head,
         commit_chunks: s.commit_chunks.unwrap_or(0),
         commit_within: s.commit_within.map(|d| d.0),
         recover: s.recover.unwrap_or(false),
     });
     if stream.commit_within.is_some() && stream.commit_chunks == 0 {
         return Err(cx.err(format!("{prefix}.stream.commit_within"), "bounds how long commit_chunks are held, but commit_chunks is 0", "set commit_chunks (e.g. 5), or remove commit_within"));
+    }
+    if stream.commit_on_head {
+        let held = if stream.commit_chunks > 0 {
+            Some(("stream.commit_chunks", "holds content chunks before the commit"))
+        } else if rm.refusal_fallback == Some(true) {
+            Some(("refusal_fallback", "needs a stream held until its first chunk, to see a content_filter finish before the commit"))
+        } else if hedge.is_some() {
+            Some(("hedge", "races targets to their first content chunk, which needs the head held until then"))
+        } else {
+            None
+        };
+        if let Some((key, why)) = held {
+            return Err(cx.err(format!("{prefix}.stream.commit"), format!("\"head\" sends the response head before any content, but {key} {why}"), format!("remove {key}, or set commit = \"content\"")));
+        }
     }
     let on_exhausted = match &rm.on_exhausted {
         None => Exhausted::LastError,

@@ -208,7 +208,7 @@ fn routing_keys_resolve_with_the_bundled_table() {
     let r = &chat.routing;
     assert_eq!((r.strategy, r.fallback.as_deref(), r.max_cost), (StrategyKind::Cost, Some("small"), Some(0.02)));
     assert_eq!(r.hedge, Some(HedgeSettings { after: HedgeDelay::P95 { fallback: Duration::from_millis(800) }, max: 2 }));
-    assert_eq!(r.stream, StreamPolicy { commit_chunks: 4, commit_within: Some(Duration::from_millis(300)), recover: true });
+    assert_eq!(r.stream, StreamPolicy { commit_on_head: false, commit_chunks: 4, commit_within: Some(Duration::from_millis(300)), recover: true });
     assert_eq!(r.on_exhausted, Exhausted::Static { content: "busy".into() });
     let [gpt, custom, local] = &chat.targets[..] else { panic!() };
     assert_eq!(gpt.routing.price, Some(Price { input: 2.5, output: 10.0 }));
@@ -241,6 +241,26 @@ fn routing_errors_name_the_key_and_the_fix() {
     assert_eq!(e.key, "routing.latency_alpha");
     let e = routing_err("[models.chat]\ntargets = [\"a/x\"]\n[models.chat.stream]\ncommit_within = \"1s\"\n");
     assert_eq!(e.key, "models.chat.stream.commit_within");
+    let e = routing_err("[models.chat]\ntargets = [\"a/x\"]\n[models.chat.stream]\ncommit = \"first_byte\"\n");
+    assert_eq!(e.key, "models.chat.stream.commit");
+    assert!(e.message.contains("first_byte") && e.fix.contains("\"head\""), "{e}");
+    for (extra, key) in [
+        ("[models.chat.stream]\ncommit = \"head\"\ncommit_chunks = 3\n", "stream.commit_chunks"),
+        ("refusal_fallback = true\n[models.chat.stream]\ncommit = \"head\"\n", "refusal_fallback"),
+        ("[models.chat.hedge]\nafter = \"1s\"\n[models.chat.stream]\ncommit = \"head\"\n", "hedge"),
+    ] {
+        let e = routing_err(&format!("[models.chat]\ntargets = [\"a/x\"]\n{extra}"));
+        assert_eq!(e.key, "models.chat.stream.commit", "{extra}");
+        assert!(e.message.contains(key) && e.fix.contains(&format!("remove {key}")), "{e}");
+    }
+}
+
+#[test]
+fn a_stream_may_commit_on_the_upstream_head() {
+    let c = load(&format!("{TWO_MOCKS}[models.chat]\ntargets = [\"a/x\", \"b/y\"]\n[models.chat.stream]\ncommit = \"head\"\nrecover = true\n")).unwrap();
+    assert_eq!(c.models["chat"].routing.stream, StreamPolicy { commit_on_head: true, recover: true, ..Default::default() });
+    let c = load(&format!("{TWO_MOCKS}[models.chat]\ntargets = [\"a/x\"]\n[models.chat.stream]\ncommit = \"content\"\n")).unwrap();
+    assert!(!c.models["chat"].routing.stream.commit_on_head);
 }
 
 #[test]

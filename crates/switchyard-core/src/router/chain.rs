@@ -3,7 +3,9 @@
 //! completions and embeddings), or with hedging, several targets racing ([`run_hedged`]).
 //! For streams, an attempt succeeds only when the first chunk with real content arrives (or,
 //! with a commit threshold, the first N), so a failure before that (including after a
-//! role-only preamble) still fails over invisibly to the caller. When every target failed, a
+//! role-only preamble) still fails over invisibly to the caller; an alias with
+//! `[stream] commit = "head"` trades that for time to first chunk and commits on the upstream's
+//! response head. When every target failed, a
 //! refusal that was passed over is answered after all, else the alias's static answer.
 
 use std::fmt;
@@ -518,7 +520,8 @@ fn is_refusal(data: &[u8]) -> bool {
 
 /// One upstream request. For streams, waits (within `first_byte`) for the first chunk with
 /// content, buffering any preamble, and with a commit threshold (`[stream] commit_chunks`)
-/// for that many content chunks or until `commit_within` has passed since the first. With
+/// for that many content chunks or until `commit_within` has passed since the first; with
+/// `[stream] commit = "head"`, commits as soon as the upstream answered. With
 /// `refusal_fallback`, a refusal is held in `refused` and reported as a failure.
 pub(super) async fn attempt<'a>(alias: &Alias, target: &'a Target, request: &ChatRequest, deadline: Instant, refused: &Refusal<'a>) -> Result<Answer, ProviderError> {
     let in_flight = target.stats.begin();
@@ -551,6 +554,13 @@ pub(super) async fn attempt<'a>(alias: &Alias, target: &'a Target, request: &Cha
         std::task::Poll::Ready(())
     })
     .await;
+    let commit = |preamble: Vec<Chunk>, first: Chunk, rest: ChunkStream, in_flight: InFlight, limit| {
+        Answer::Stream(CommittedStream { preamble, first, rest, idle: target.timeouts.idle, deadline, target: target.label.clone(), breaker: target.breaker.clone(), in_flight, limit })
+    };
+    if policy.commit_on_head {
+        // `[stream] commit = "head"`: the upstream answered 200; its chunks go out as they come.
+        return Ok(commit(Vec::new(), Chunk::default(), stream, in_flight, Some(relay_timer)));
+    }
     let mut relay_timer = Some(relay_timer);
     let mut preamble = Vec::new();
     let mut content_chunks = 0u32;
@@ -579,19 +589,6 @@ pub(super) async fn attempt<'a>(alias: &Alias, target: &'a Target, request: &Cha
             Ok(None) => return Err(ProviderError::Stream("the stream ended before any content".into())),
             Ok(Some(Err(e))) => return Err(e),
             Ok(Some(Ok(chunk))) => Some(chunk),
-        };
-        let commit = |preamble: Vec<Chunk>, first: Chunk, rest: ChunkStream, in_flight: InFlight, limit| {
-            Answer::Stream(CommittedStream {
-                preamble,
-                first,
-                rest,
-                idle: target.timeouts.idle,
-                deadline,
-                target: target.label.clone(),
-                breaker: target.breaker.clone(),
-                in_flight,
-                limit,
-            })
         };
         let Some(chunk) = next else {
             // Commit the held chunks: the last one is the "first" to relay after the others.

@@ -175,13 +175,22 @@ impl LiveStream {
         let Some(r) = self.recovery.as_deref_mut() else { return false };
         let Some(partial) = r.splicer.recoverable().map(str::to_owned) else { return false };
         let partial = partial.as_str();
-        // The broken part's usage, estimated: it never reported its own.
-        let segment = &partial[r.segment_start.min(partial.len())..];
-        let prompt = RequestFeatures::parse(&r.segment_body).prompt_tokens(&r.segment_model);
-        let completion = crate::tokens::count(&r.segment_model, segment);
-        r.splicer.carried = add(r.splicer.carried, Usage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion });
-        let Some(plain) = continuation(&r.request, partial, false) else { return false };
-        let Some(prefill) = continuation(&r.request, partial, true) else { return false };
+        let (plain, prefill) = if partial.is_empty() {
+            // Committed on the head (`commit = "head"`) and broken before any output: the
+            // caller has nothing to continue, so the next target answers the request itself.
+            let Ok(request) = ChatRequest::parse(r.request.body.clone()) else { return false };
+            let Ok(same) = ChatRequest::parse(r.request.body.clone()) else { return false };
+            (request, same)
+        } else {
+            // The broken part's usage, estimated: it never reported its own.
+            let segment = &partial[r.segment_start.min(partial.len())..];
+            let prompt = RequestFeatures::parse(&r.segment_body).prompt_tokens(&r.segment_model);
+            let completion = crate::tokens::count(&r.segment_model, segment);
+            r.splicer.carried = add(r.splicer.carried, Usage { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion });
+            let Some(plain) = continuation(&r.request, partial, false) else { return false };
+            let Some(prefill) = continuation(&r.request, partial, true) else { return false };
+            (plain, prefill)
+        };
         let text_len = partial.len();
         let alias = r.alias.clone();
         let targets: SmallVec<[&Target; 8]> = r.remaining.iter().filter_map(|p| resolve(&alias, *p)).collect();
@@ -206,7 +215,8 @@ impl LiveStream {
         r.segment_model = target.model.clone();
         r.segment_start = text_len;
         let from = r.splicer.active.as_ref().map_or_else(|| self.current.target.clone(), |a| a.from.clone());
-        r.splicer.active = Some(Active { from, to: target.label.clone(), strip_leading_space: prefilled && partial_trimmed(&r.splicer.text) });
+        let keep_role = r.splicer.envelope.is_none();
+        r.splicer.active = Some(Active { from, to: target.label.clone(), strip_leading_space: prefilled && partial_trimmed(&r.splicer.text), keep_role });
         self.answered_by = Some((target.provider_name.clone(), target.model.clone()));
         self.since = started;
         let held: Vec<Chunk> = s.preamble.drain(..).chain(std::iter::once(s.first.clone())).collect();
@@ -316,12 +326,16 @@ struct Active {
     /// The prefill lost trailing whitespace the caller already has: drop the continuation's
     /// leading whitespace.
     strip_leading_space: bool,
+    /// The caller has had no chunk yet (a stream committed on its head broke before its
+    /// preamble): the continuation's `role` is the answer's first.
+    keep_role: bool,
 }
 
 impl Splicer {
-    /// The partial answer, when the stream can be continued from it.
+    /// The partial answer, when the stream can be continued from it: some text, or none at
+    /// all (nothing to continue: the request starts over), but not only whitespace.
     fn recoverable(&self) -> Option<&str> {
-        (!self.unrecoverable && !self.text.trim().is_empty()).then_some(self.text.as_str())
+        (!self.unrecoverable && (self.text.is_empty() || !self.text.trim().is_empty())).then_some(self.text.as_str())
     }
 
     /// Reads one chunk; once recovered, rewrites it. `None`: the chunk is dropped (a
@@ -335,15 +349,16 @@ impl Splicer {
         }
         let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(&chunk.data) else { return Some(chunk) };
         let output = self.read(&mut obj);
-        let Some(active) = &self.active else {
-            if self.envelope.is_none() {
-                let field = |k: &str| obj.get(k).cloned().unwrap_or(Value::Null);
-                self.envelope = Some([field("id"), field("model"), field("created")]);
-            }
-            return Some(chunk);
-        };
+        let first = self.envelope.is_none();
+        if first {
+            let field = |k: &str| obj.get(k).cloned().unwrap_or(Value::Null);
+            self.envelope = Some([field("id"), field("model"), field("created")]);
+        }
+        let Some(active) = &mut self.active else { return Some(chunk) };
+        // The caller's first chunk (`keep_role`) goes out even without output.
+        let keep = std::mem::take(&mut active.keep_role) && first;
         let usage_object = obj.get("usage").is_some_and(Value::is_object);
-        if !output && !chunk.finish && !usage_object && chunk.usage.is_none() {
+        if !output && !keep && !chunk.finish && !usage_object && chunk.usage.is_none() {
             return None;
         }
         if let Some(envelope) = &self.envelope {
@@ -382,7 +397,9 @@ impl Splicer {
             }
             let Some(Value::Object(delta)) = choice.get_mut("delta") else { continue };
             if let Some(active) = self.active.as_mut() {
-                delta.remove("role");
+                if !active.keep_role {
+                    delta.remove("role");
+                }
                 if let Some(Value::String(text)) = delta.get_mut("content") {
                     if active.strip_leading_space {
                         let kept = text.trim_start();

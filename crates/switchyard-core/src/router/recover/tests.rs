@@ -35,7 +35,7 @@ fn recovered(parts: &[&str], carried: Usage, strip: bool) -> Splicer {
         assert_eq!(out.data, c.data, "original chunks are relayed byte for byte");
     }
     s.carried = carried;
-    s.active = Some(Active { from: "a/model-a".into(), to: "b/model-b".into(), strip_leading_space: strip });
+    s.active = Some(Active { from: "a/model-a".into(), to: "b/model-b".into(), strip_leading_space: strip, keep_role: false });
     s
 }
 
@@ -103,9 +103,9 @@ fn whitespace_lost_by_a_trimmed_prefill_is_not_sent_twice() {
 }
 
 #[test]
-fn tool_calls_several_choices_and_no_text_rule_recovery_out() {
+fn tool_calls_several_choices_and_whitespace_only_rule_recovery_out() {
     let mut s = Splicer::default();
-    assert_eq!(s.recoverable(), None, "nothing streamed yet");
+    assert_eq!(s.recoverable(), Some(""), "nothing streamed yet: the request starts over");
     s.pass(delta("a", "m", 1, json!({"content": "  "}), None));
     assert_eq!(s.recoverable(), None, "whitespace is no answer to continue");
     s.pass(delta("a", "m", 1, json!({"content": "Let me check."}), None));
@@ -119,6 +119,18 @@ fn tool_calls_several_choices_and_no_text_rule_recovery_out() {
         {"index": 1, "delta": {"content": "two"}, "finish_reason": null},
     ]})));
     assert_eq!(s.recoverable(), None, "n > 1");
+}
+
+#[test]
+fn a_restart_before_any_chunk_keeps_its_role_and_is_marked_at_the_end() {
+    // Committed on the upstream's head, A broke before its preamble: the caller has nothing.
+    let mut s = Splicer { active: Some(Active { from: "a/model-a".into(), to: "b/model-b".into(), strip_leading_space: false, keep_role: true }), ..Default::default() };
+    let out = s.pass(delta("chatcmpl-B", "chat-b", 200, json!({"role": "assistant", "content": ""}), None)).expect("the role preamble is the caller's first chunk");
+    assert_eq!(json_of(&out)["choices"][0]["delta"]["role"], "assistant");
+    let out = s.pass(delta("chatcmpl-B", "chat-b", 200, json!({"content": "Hi"}), Some("stop"))).unwrap();
+    let v = json_of(&out);
+    assert_eq!((v["id"].as_str(), v["choices"][0]["delta"]["content"].as_str()), (Some("chatcmpl-B"), Some("Hi")), "no envelope to take over");
+    assert_eq!(v["switchyard"], json!({"recovered": true, "from": "a/model-a", "to": "b/model-b"}));
 }
 
 fn request(body: Value) -> ChatRequest {

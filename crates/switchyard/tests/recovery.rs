@@ -475,3 +475,28 @@ async fn with_recover_a_stream_broken_before_content_starts_over_on_the_next_tar
     let sent = b.last_request().unwrap().body;
     assert_eq!(sent["messages"], body["messages"], "B answers the request itself");
 }
+
+// `/v1/messages` commits on the head the same way: the caller's head comes before the content,
+// and a restart before content still reads as one Anthropic message.
+#[tokio::test]
+async fn a_messages_stream_committed_on_the_head() {
+    let a = FakeUpstream::start(Script::new().default_step(slow_content())).await;
+    let gw = start(&one_target(&a, ON_HEAD)).await;
+    let started = Instant::now();
+    let headers = [("x-api-key", "client-key"), ("anthropic-version", "2023-06-01")];
+    let resp = gw.open_request(gw.post_request("/v1/messages", Bytes::from(messages_body().to_string()), &headers)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_millis(200), "sent on the upstream's head: {:?}", started.elapsed());
+
+    let a = FakeUpstream::start(Script::new().default_step(Step::PreambleThenError { message: "overloaded".into() })).await;
+    let b = FakeUpstream::start(Script::new().default_step(Step::reply(PART_B))).await;
+    let gw = start(&two_targets(&a, &b, "[models.chat.stream]\ncommit = \"head\"\nrecover = true\n")).await;
+    let r = post_messages(&gw, &messages_body()).await;
+    let events = anthropic_events(&r);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!((names.first(), names.iter().filter(|n| **n == "message_start").count()), (Some(&"message_start"), 1), "{names:?}");
+    assert_eq!(&names[names.len() - 3..], ["content_block_stop", "message_delta", "message_stop"]);
+    let text: String = events.iter().filter_map(|(_, e)| e.pointer("/delta/text").and_then(Value::as_str)).collect();
+    assert_eq!(text, PART_B);
+    assert_eq!(events[events.len() - 2].1["delta"]["switchyard"], marker());
+}

@@ -211,7 +211,12 @@ impl TestGateway {
 
     /// Sends a chat request and returns the response head with its body still open.
     pub async fn open(&self, body: &Value) -> http::Response<Incoming> {
-        self.client.request(self.chat_request(body)).await.expect("response head")
+        self.open_request(self.chat_request(body)).await
+    }
+
+    /// Sends `req` and returns the response head with its body still open.
+    pub async fn open_request(&self, req: Request<Full<Bytes>>) -> http::Response<Incoming> {
+        self.client.request(req).await.expect("response head")
     }
 
     /// Sends a chat request and gives up (dropping it, which closes the connection) after

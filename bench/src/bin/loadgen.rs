@@ -101,8 +101,9 @@ struct Args {
     label: Option<String>,
     /// Paired mode (closed loop only): every worker alternates its requests between --url and
     /// this URL, one keep-alive connection to each, and the output gives this URL's latency
-    /// apart (`paired`). Two targets measured request by request in turn see the same machine,
-    /// so the difference between them is not drift between two runs.
+    /// apart (`paired`; with --stream also its time to first chunk). Two targets measured request
+    /// by request in turn see the same machine, so the difference between them is not drift
+    /// between two runs.
     #[arg(long)]
     paired_url: Option<String>,
     /// The `model` of the requests to --paired-url (default: --model).
@@ -146,7 +147,7 @@ struct Endpoint {
 struct Plan {
     target: Endpoint,
     /// Paired mode: the other endpoint, and its latencies.
-    paired: Option<(Endpoint, Mutex<Histogram<u64>>)>,
+    paired: Option<(Endpoint, Mutex<PairedStats>)>,
     headers: Vec<(HeaderName, HeaderValue)>,
     stream: bool,
     timeout: Duration,
@@ -161,6 +162,13 @@ struct Plan {
     /// Rate mode: the next request's sequence number.
     seq: AtomicU64,
     stats: Mutex<Stats>,
+}
+
+/// What paired mode records of the requests to --paired-url.
+struct PairedStats {
+    latency: Histogram<u64>,
+    /// Streams: time to the first content chunk.
+    ttfc: Histogram<u64>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -497,11 +505,12 @@ async fn worker(plan: Arc<Plan>) {
                 *conn = None;
             }
         }
-        if let (true, Some(latency), Ok(done)) = (counted, paired, &result) {
-            latency
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .saturating_record(micros(done.end - reference));
+        if let (true, Some(paired), Ok(done)) = (counted, paired, &result) {
+            let mut paired = paired.lock().unwrap_or_else(PoisonError::into_inner);
+            paired.latency.saturating_record(micros(done.end - reference));
+            if let Some(first) = done.first_chunk {
+                paired.ttfc.saturating_record(micros(first - reference));
+            }
         } else if counted {
             let mut stats = plan.stats.lock().unwrap_or_else(PoisonError::into_inner);
             match result {
@@ -599,7 +608,7 @@ fn build_plan(args: &Args) -> Result<Plan, String> {
         Some(_) if args.rate.is_some() => return Err("--paired-url works in the closed loop only (no --rate)".into()),
         Some(url) => Some((
             endpoint(args, url, args.paired_model.as_deref().unwrap_or(&args.model))?,
-            Mutex::new(histogram()),
+            Mutex::new(PairedStats { latency: histogram(), ttfc: histogram() }),
         )),
         None => None,
     };
@@ -771,13 +780,14 @@ fn main() -> ExitCode {
         "connections": stats.connects,
         "reconnects": stats.reconnects,
         "bytes_received": stats.bytes,
-        "paired": plan.paired.as_ref().map(|(to, latency)| {
-            let latency = latency.lock().unwrap_or_else(PoisonError::into_inner);
+        "paired": plan.paired.as_ref().map(|(to, paired)| {
+            let paired = paired.lock().unwrap_or_else(PoisonError::into_inner);
             json!({
                 "url": args.paired_url,
                 "request_bytes": to.body.len(),
-                "ok": latency.len(),
-                "latency_us": summary(&latency),
+                "ok": paired.latency.len(),
+                "latency_us": summary(&paired.latency),
+                "ttfc_us": if args.stream { summary(&paired.ttfc) } else { Value::Null },
             })
         }),
     });

@@ -500,3 +500,20 @@ async fn a_messages_stream_committed_on_the_head() {
     assert_eq!(text, PART_B);
     assert_eq!(events[events.len() - 2].1["delta"]["switchyard"], marker());
 }
+
+// A stream committed on its head is still timed to its first token in the target's latency
+// statistics (the latency strategy and hedging read them), not to its response head.
+#[tokio::test]
+async fn a_stream_committed_on_the_head_is_timed_to_its_first_token() {
+    let a = FakeUpstream::start(Script::new().default_step(slow_content())).await;
+    let gw = start(&one_target(&a, ON_HEAD)).await;
+
+    let r = gw.chat(&stream_body("chat")).await;
+    assert_one_stream(&r.events(), "Hello from the fake upstream.");
+
+    let doc = gw.get("/admin/providers").await.json();
+    let row = doc["targets"].as_array().unwrap().iter().find(|t| t["target"] == "a/model-a").unwrap().clone();
+    assert_eq!(row["total"]["requests"], 1, "{row}");
+    let ewma = row["latency_ms"]["ewma"].as_f64().unwrap();
+    assert!((250.0..2000.0).contains(&ewma), "timed to the first content chunk, 300 ms in: {row}");
+}

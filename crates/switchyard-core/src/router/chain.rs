@@ -140,9 +140,23 @@ pub struct CommittedStream {
     pub in_flight: InFlight,
     /// The timer of [`CommittedStream::next_chunk`], kept from one chunk to the next.
     limit: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// A stream committed on its head: its target's stats and when the attempt began, for the
+    /// latency to record at the first content chunk ([`CommittedStream::first_token`]).
+    first_token: Option<(Arc<TargetStats>, Instant)>,
 }
 
 impl CommittedStream {
+    /// Called with each chunk relayed: at the first with content, records the attempt's
+    /// latency (time to first token) if the commit came before it.
+    #[inline]
+    pub fn first_token(&mut self, chunk: &Chunk) {
+        if chunk.content {
+            if let Some((stats, started)) = self.first_token.take() {
+                stats.record_latency(started.elapsed());
+            }
+        }
+    }
+
     /// The next chunk, unless `idle` passes first (or the call's deadline, if sooner): what
     /// `timeout_at(limit, rest.next())` gives, with one timer for the whole stream. A timer
     /// re-registered for every chunk cost more than relaying the chunk; this one is moved only
@@ -177,6 +191,23 @@ pub enum Answer {
     Complete(Completion),
     Stream(CommittedStream),
 }
+
+/// An attempt's answer as the chain records it: its latency (to the answer, or to a stream's
+/// first token) is known when it arrives, unless the stream was committed on its head.
+pub trait Attempted {
+    /// The latency is recorded later, by the answer itself.
+    fn latency_later(&self) -> bool {
+        false
+    }
+}
+
+impl Attempted for Answer {
+    fn latency_later(&self) -> bool {
+        matches!(self, Answer::Stream(s) if s.first_token.is_some())
+    }
+}
+
+impl Attempted for Embeddings {}
 
 /// A successful call: the target that answered and its answer (a chat [`Answer`] unless the
 /// call was another kind, e.g. embeddings).
@@ -230,10 +261,12 @@ pub async fn run_embed<'a>(
     run_with(alias, plan, deadline, trace, |target| attempt_embed(alias, target, request, deadline)).await
 }
 
-/// Records a finished attempt in the target's stats.
-fn observe(stats: &TargetStats, result: &Result<(), &ProviderError>, duration: Duration) {
+/// Records a finished attempt in the target's stats (`Ok(true)`: a success whose latency is
+/// recorded later, see [`Attempted`]).
+fn observe(stats: &TargetStats, result: &Result<bool, &ProviderError>, duration: Duration) {
     match result {
-        Ok(()) => stats.record_success(duration),
+        Ok(true) => stats.record_answered(),
+        Ok(false) => stats.record_success(duration),
         Err(ProviderError::Unsupported(_) | ProviderError::Refused(_)) => {}
         Err(e) => {
             if e.status() == Some(429) {
@@ -277,7 +310,7 @@ fn caller_error(error: ProviderError) -> ChainError {
 /// next, or give the caller the error; all within the alias's attempt budget and `deadline`.
 /// `attempt` resolves to the answer once the target has committed to one. With hedging on,
 /// [`run_hedged`] runs instead.
-pub async fn run_with<'a, A, F, Fut>(alias: &'a Alias, plan: &Plan<'a>, deadline: Instant, trace: &mut Trace, mut attempt: F) -> Result<Served<'a, A>, ChainError>
+pub async fn run_with<'a, A: Attempted, F, Fut>(alias: &'a Alias, plan: &Plan<'a>, deadline: Instant, trace: &mut Trace, mut attempt: F) -> Result<Served<'a, A>, ChainError>
 where
     F: FnMut(&'a Target) -> Fut,
     Fut: Future<Output = Result<A, ProviderError>>,
@@ -314,7 +347,7 @@ where
             let started = Instant::now();
             let result = attempt(target).await;
             let duration = started.elapsed();
-            observe(&target.stats, &result.as_ref().map(|_| ()), duration);
+            observe(&target.stats, &result.as_ref().map(Attempted::latency_later), duration);
             let error = match result {
                 Ok(answer) => {
                     permit.success();
@@ -371,7 +404,7 @@ fn hedge_delay(hedge: &HedgeSettings, target: &Target) -> Duration {
 /// requests at once. The first success wins and the others are cancelled (dropping their
 /// futures cancels their upstream requests). A failure moves on to the next target at once;
 /// hedged calls do not retry a target.
-async fn run_hedged<'a, A, F, Fut>(
+async fn run_hedged<'a, A: Attempted, F, Fut>(
     alias: &'a Alias,
     plan: &Plan<'a>,
     hedge: &HedgeSettings,
@@ -444,7 +477,7 @@ where
                 let Some((slot, result)) = done else { continue };
                 let Some(mut r) = running[slot].take() else { continue };
                 let duration = r.started.elapsed();
-                observe(&r.target.stats, &result.as_ref().map(|_| ()), duration);
+                observe(&r.target.stats, &result.as_ref().map(Attempted::latency_later), duration);
                 let permit = r.permit.take();
                 match result {
                     Ok(answer) => {
@@ -525,6 +558,7 @@ fn is_refusal(data: &[u8]) -> bool {
 /// `refusal_fallback`, a refusal is held in `refused` and reported as a failure.
 pub(super) async fn attempt<'a>(alias: &Alias, target: &'a Target, request: &ChatRequest, deadline: Instant, refused: &Refusal<'a>) -> Result<Answer, ProviderError> {
     let in_flight = target.stats.begin();
+    let started = Instant::now();
     let (first_byte_at, timeout_kind) = first_byte_limit(target, deadline);
     let call = Call { request, upstream_model: &target.model, alias: &alias.name, timeouts: &target.timeouts };
     let reply = timeout_at(first_byte_at, super::stats::observing(&target.stats, target.provider.chat(call)))
@@ -555,11 +589,14 @@ pub(super) async fn attempt<'a>(alias: &Alias, target: &'a Target, request: &Cha
     })
     .await;
     let commit = |preamble: Vec<Chunk>, first: Chunk, rest: ChunkStream, in_flight: InFlight, limit| {
-        Answer::Stream(CommittedStream { preamble, first, rest, idle: target.timeouts.idle, deadline, target: target.label.clone(), breaker: target.breaker.clone(), in_flight, limit })
+        CommittedStream { preamble, first, rest, idle: target.timeouts.idle, deadline, target: target.label.clone(), breaker: target.breaker.clone(), in_flight, limit, first_token: None }
     };
     if policy.commit_on_head {
-        // `[stream] commit = "head"`: the upstream answered 200; its chunks go out as they come.
-        return Ok(commit(Vec::new(), Chunk::default(), stream, in_flight, Some(relay_timer)));
+        // `[stream] commit = "head"`: the upstream answered 200; its chunks go out as they come,
+        // and the attempt's latency is taken at the first token, as for a held stream.
+        let mut s = commit(Vec::new(), Chunk::default(), stream, in_flight, Some(relay_timer));
+        s.first_token = Some((target.stats.clone(), started));
+        return Ok(Answer::Stream(s));
     }
     let mut relay_timer = Some(relay_timer);
     let mut preamble = Vec::new();
@@ -593,17 +630,17 @@ pub(super) async fn attempt<'a>(alias: &Alias, target: &'a Target, request: &Cha
         let Some(chunk) = next else {
             // Commit the held chunks: the last one is the "first" to relay after the others.
             let first = preamble.pop().unwrap_or_default();
-            return Ok(commit(preamble, first, stream, in_flight, relay_timer.take()));
+            return Ok(Answer::Stream(commit(preamble, first, stream, in_flight, relay_timer.take())));
         };
         if chunk.finish && !chunk.content && content_chunks == 0 && check_refusal && is_refusal(&chunk.data) {
-            stash(refused, Served { target, answer: commit(preamble, chunk, stream, in_flight, relay_timer.take()) });
+            stash(refused, Served { target, answer: Answer::Stream(commit(preamble, chunk, stream, in_flight, relay_timer.take())) });
             return Err(ProviderError::Refused("the stream was filtered (content_filter)".into()));
         }
         if chunk.content {
             content_chunks += 1;
         }
         if chunk.finish || (chunk.content && content_chunks >= need) || (content_chunks == 0 && preamble.len() >= MAX_PREAMBLE) {
-            return Ok(commit(preamble, chunk, stream, in_flight, relay_timer.take()));
+            return Ok(Answer::Stream(commit(preamble, chunk, stream, in_flight, relay_timer.take())));
         }
         if chunk.content && hold_until.is_none() {
             hold_until = Some(Instant::now() + policy.commit_within.unwrap_or(target.timeouts.first_byte));

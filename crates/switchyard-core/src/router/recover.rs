@@ -129,6 +129,7 @@ impl LiveStream {
             // One idle timer for the whole stream (see CommittedStream::next_chunk).
             let error = match self.current.next_chunk().await {
                 Ok(Some(Ok(chunk))) => {
+                    self.current.first_token(&chunk);
                     self.queue(chunk);
                     continue;
                 }

@@ -192,11 +192,21 @@ impl TargetStats {
 
     /// A successful attempt that took `latency` (to the answer, or to a stream's first token).
     pub fn record_success(&self, latency: Duration) {
-        let us = latency.as_micros().min(u64::MAX as u128) as u64;
-        let slot = self.slot();
-        slot.requests.fetch_add(1, Relaxed);
-        slot.latency[bucket(us)].fetch_add(1, Relaxed);
+        self.record_answered();
+        self.record_latency(latency);
+    }
+
+    /// A successful attempt whose latency comes later ([`TargetStats::record_latency`]): a
+    /// stream committed on its response head, timed to its first token.
+    pub fn record_answered(&self) {
+        self.slot().requests.fetch_add(1, Relaxed);
         self.requests.fetch_add(1, Relaxed);
+    }
+
+    /// The latency of a successful attempt.
+    pub fn record_latency(&self, latency: Duration) {
+        let us = latency.as_micros().min(u64::MAX as u128) as u64;
+        self.slot().latency[bucket(us)].fetch_add(1, Relaxed);
         self.ewma_sample(us as f64);
     }
 

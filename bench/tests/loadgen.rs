@@ -34,6 +34,24 @@ async fn paired_mode_alternates_between_the_two_urls() {
     assert!(ok && out["paired"].is_null() && out["ok"] == 4, "{out}");
 }
 
+// Streamed, the paired URL's time to first chunk is reported apart too: the figure the bench
+// compares with nginx's request by request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paired_streams_report_the_paired_time_to_first_chunk() {
+    use std::time::Duration;
+    use switchyard_fakes::{Reply, Step};
+    let slow = Step::Ok { reply: Reply::Fixed("one two three".into()), chunks: 3, chunk_delay: Duration::from_millis(20) };
+    let (a, b) = (FakeUpstream::start(Script::new()).await, FakeUpstream::start(Script::new().default_step(slow)).await);
+    let (url_a, url_b) = (format!("{}/chat/completions", a.base_url()), format!("{}/chat/completions", b.base_url()));
+    let (ok, out) = tokio::task::spawn_blocking(move || loadgen(&["--url", &url_a, "--paired-url", &url_b, "--stream", "-n", "10", "--warmup", "0s"]))
+        .await
+        .unwrap();
+    assert!(ok, "{out}");
+    let (ttfc, paired) = (out["stream_stats"]["ttfc_us"]["p50"].as_u64().unwrap(), out["paired"]["ttfc_us"]["p50"].as_u64().unwrap());
+    assert!(paired >= 20_000 && ttfc < 20_000, "the paired URL's first chunk comes 20 ms in: {out}");
+    assert_eq!(out["paired"]["ttfc_us"]["count"], 5);
+}
+
 #[test]
 fn paired_mode_refuses_a_fixed_rate() {
     let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))

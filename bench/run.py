@@ -4,9 +4,9 @@
     python3 bench/run.py [--quick] [--repeats N] [--targets a,b,...] [--no-build]
 
 Builds the release binaries (the gateway twice: plainly, and with profile-guided optimisation by
-bench/pgo.sh), starts fake upstreams on loopback (0 ms and 20 ms latency, and two
-streaming ones: 50 chunks 1 ms apart, and 50 chunks 80 ms apart for the open-streams figure,
-3 chunks 1 ms apart for time to first chunk paired with nginx,
+bench/pgo.sh), starts fake upstreams on loopback (0 ms and 20 ms latency, and three
+streaming ones: 50 chunks 1 ms apart, 50 chunks 80 ms apart for the open-streams figure,
+and 3 chunks 1 ms apart for time to first chunk paired with nginx,
 paced by the fake's microsecond-accurate timer),
 then measures each target in turn against the same upstreams with `loadgen`:
 

@@ -147,15 +147,20 @@ impl Drop for Killed {
 /// Starts `switchyard serve` on `cfg` and a free port (plus `args`), logging at `warn`, and
 /// waits until it listens; the child is killed when the returned guard drops.
 async fn serve(cfg: &TempConfig, args: &[&str]) -> (Killed, String) {
+    serve_logging(cfg, args, "warn", std::process::Stdio::null()).await
+}
+
+/// [`serve`] with the log level `log` and its stderr (the log) going to `stderr`.
+async fn serve_logging(cfg: &TempConfig, args: &[&str], log: &str, stderr: std::process::Stdio) -> (Killed, String) {
     let listen = format!("127.0.0.1:{}", free_port());
     let child = tokio::process::Command::new(BIN)
         .args(["serve", "--config", cfg.path(), "--listen", &listen])
         .args(args)
         .env_remove("SWITCHYARD_CONFIG")
         .env_remove("SWITCHYARD_LISTEN")
-        .env("SWITCHYARD_LOG", "warn")
+        .env("SWITCHYARD_LOG", log)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .expect("spawning switchyard serve");
@@ -188,6 +193,51 @@ async fn serve_answers_a_chat_request_end_to_end() {
     child.0.start_kill().unwrap();
     let status = tokio::time::timeout(Duration::from_secs(5), child.0.wait()).await.expect("the child exits").unwrap();
     assert!(!status.success(), "killed, pid {pid}");
+}
+
+/// A complete answer's log line is written after the answer (see `ingress::after_write`): each
+/// call still gets exactly one, with its outcome, on both APIs, streamed or not, and with
+/// several server threads.
+#[tokio::test]
+async fn serve_logs_one_line_per_call_once_the_answer_is_written() {
+    use tokio::io::AsyncBufReadExt as _;
+    let up = FakeUpstream::start(Script::new()).await;
+    let cfg = TempConfig::new(&format!("{}\n[models.chat]\ntargets = [\"a/model-a\"]\n", openai_provider("a", &up.base_url(), KEY_A)));
+    let (mut child, listen) = serve_logging(&cfg, &["--threads", "2"], "info", std::process::Stdio::piped()).await;
+    let mut lines = tokio::io::BufReader::new(child.0.stderr.take().expect("piped stderr")).lines();
+    let gw = TestGateway::at(listen.parse().unwrap());
+
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let id = format!("log-{i}");
+        let r = gw.chat_with_headers(&chat_body("chat"), &[("x-request-id", id.as_str())]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        ids.push((id, "stream=false"));
+    }
+    let r = gw.chat_with_headers(&stream_body("chat"), &[("x-request-id", "log-stream")]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    ids.push(("log-stream".into(), "stream=true"));
+    let body = serde_json::json!({"model": "chat", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]});
+    let req = gw.post_request("/v1/messages", serde_json::to_vec(&body).unwrap().into(), &[("x-request-id", "log-messages"), ("content-type", "application/json")]);
+    let r = gw.send(req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["type"], "message");
+    ids.push(("log-messages".into(), "stream=false"));
+
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.len() < ids.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = tokio::time::timeout(left, lines.next_line()).await.expect("every call logged within 10 s").unwrap().expect("the log goes on");
+        if line.contains("switchyard::request") {
+            seen.push(line);
+        }
+    }
+    for (id, stream) in &ids {
+        let mine: Vec<&String> = seen.iter().filter(|l| l.contains(&format!("request_id={id} "))).collect();
+        assert_eq!(mine.len(), 1, "one line for {id}: {seen:#?}");
+        assert!(mine[0].contains(stream) && mine[0].contains("status=200") && mine[0].contains("outcome=\"ok\""), "{}", mine[0]);
+    }
 }
 
 /// The resident memory of process `pid` in KiB.

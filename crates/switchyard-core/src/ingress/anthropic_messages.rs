@@ -21,7 +21,7 @@ use http::{HeaderValue, StatusCode, header};
 use tokio::time::Instant;
 
 use super::error::ApiError;
-use super::respond::{Leftovers, chain_failed, ok, rejected, request_body, served_by, served_headers};
+use super::respond::{Leftovers, chain_failed, complete_json, ok, rejected, request_body, served_by, served_headers};
 use super::{AppState, RequestId};
 use crate::providers::{Chunk, ProviderError, answer_format};
 use crate::router::Alias;
@@ -81,10 +81,8 @@ pub async fn messages(State(state): State<Arc<AppState>>, Extension(id): Extensi
             let body = if native { Ok(c.body) } else { translate_completion(&c.body, &typed.model) };
             match body {
                 Ok(body) => {
-                    log.status = 200;
-                    log.emit("ok");
-                    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                    ok(headers, Body::from(body))
+                    drop((plan, routed));
+                    complete_json(headers, body, log, (parts, typed, request))
                 }
                 Err(message) => {
                     let err = ApiError::new(StatusCode::BAD_GATEWAY, "server_error", Some("upstream_error"), message);

@@ -2,6 +2,7 @@
 //! and the server.
 
 pub mod admin;
+pub mod after_write;
 pub mod anthropic_messages;
 pub mod embeddings;
 pub mod error;
@@ -149,9 +150,9 @@ pub async fn serve_app(
     grace: std::time::Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
+    let listener = after_write::DrainListener(listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
-    });
+    }));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app)).with_graceful_shutdown(async move {
         shutdown.await;
@@ -202,6 +203,8 @@ pub async fn serve_threads(
         let mut stop = stop_rx.clone();
         let handle = std::thread::Builder::new().name(format!("switchyard-{index}")).spawn(move || {
             crate::providers::http::set_worker_index(index);
+            // One runtime on this thread, every connection of it served by `serve_app`.
+            after_write::enable_on_this_thread();
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener)?;

@@ -13,7 +13,7 @@ use http::{HeaderValue, header};
 use tokio::time::Instant;
 
 use super::error::ApiError;
-use super::respond::{Leftovers, chain_failed, ok, rejected, request_body, served_by, served_headers};
+use super::respond::{Leftovers, chain_failed, complete_json, ok, rejected, request_body, served_by, served_headers};
 use super::route::route;
 use super::{AppState, RequestId};
 use crate::router::chain::{self, Answer};
@@ -52,9 +52,8 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, Extension(id):
     match served.answer {
         Answer::Complete(c) => {
             log.usage = c.usage;
-            log.emit("ok");
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            ok(headers, Body::from(c.body))
+            drop((plan, routed));
+            complete_json(headers, c.body, log, (parts, request))
         }
         Answer::Stream(s) => {
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

@@ -76,6 +76,18 @@ pub fn ok(headers: HeaderMap, body: Body) -> Response {
     resp
 }
 
+/// A complete JSON answer: 200 with `headers` and `body`, the request's log line emitted and
+/// `leftovers` (its head, its parsed bodies) freed once the answer is written
+/// ([`super::after_write`]), not before.
+pub fn complete_json<T: Send + Unpin + 'static>(mut headers: HeaderMap, body: Bytes, mut log: RequestLog, leftovers: T) -> Response {
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    log.status = 200;
+    ok(headers, Body::new(super::after_write::AfterWrite::new(body, move || {
+        log.emit("ok");
+        drop(leftovers);
+    })))
+}
+
 /// The headers of an answer from `target` after `sent` upstream attempts.
 pub fn served_headers(target: &Target, sent: u32) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(8);

@@ -1,0 +1,245 @@
+//! Work that need not delay an answer: its log line, and freeing what its request left behind,
+//! done once the answer is written rather than before.
+//!
+//! hyper drops a response body with a known length as soon as its last frame is buffered, and
+//! writes the buffer afterwards, in the same poll. [`AfterWrite`] is such a body: its drop
+//! hands the work to a per-thread queue ([`defer`]), and the connection's socket ([`DrainIo`])
+//! runs the queue after its next write, i.e. right after the answer went out. A server thread
+//! opts in with [`enable_on_this_thread`] (the server threads of
+//! [`serve_threads`](super::serve_threads), each one runtime and every connection a
+//! [`DrainIo`]); elsewhere, and when nothing is written (the caller left), the work runs at
+//! once or when the connection closes.
+
+use std::cell::{Cell, RefCell};
+use std::convert::Infallible;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+type Work = Box<dyn FnOnce()>;
+
+thread_local! {
+    static ENABLED: Cell<bool> = const { Cell::new(false) };
+    static QUEUE: RefCell<Vec<Work>> = const { RefCell::new(Vec::new()) };
+    static PENDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Lets [`defer`] queue work on this thread: call it only on a thread whose every connection
+/// is a [`DrainIo`].
+pub fn enable_on_this_thread() {
+    ENABLED.with(|e| e.set(true));
+}
+
+/// Runs `work` after this thread's next socket write, or now when the thread does not defer.
+pub fn defer(work: impl FnOnce() + 'static) {
+    if !ENABLED.with(Cell::get) {
+        work();
+        return;
+    }
+    QUEUE.with(|q| q.borrow_mut().push(Box::new(work)));
+    PENDING.with(|p| p.set(true));
+}
+
+/// Runs the queued work, if any (cheap when there is none).
+#[inline]
+pub fn drain() {
+    if !PENDING.with(Cell::get) {
+        return;
+    }
+    PENDING.with(|p| p.set(false));
+    // Taken out first: the work may defer more (it runs at the next drain).
+    let work = QUEUE.with(|q| std::mem::take(&mut *q.borrow_mut()));
+    for w in work {
+        w();
+    }
+}
+
+/// A body of `data` that runs `then` once it is written (see the module docs), or dropped
+/// unwritten.
+pub struct AfterWrite<F: FnOnce() + Send + Unpin + 'static> {
+    data: Option<Bytes>,
+    then: Option<F>,
+}
+
+impl<F: FnOnce() + Send + Unpin + 'static> AfterWrite<F> {
+    pub fn new(data: Bytes, then: F) -> Self {
+        AfterWrite { data: Some(data), then: Some(then) }
+    }
+}
+
+impl<F: FnOnce() + Send + Unpin + 'static> http_body::Body for AfterWrite<F> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        Poll::Ready(this.data.take().map(|d| Ok(Frame::data(d))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
+    }
+}
+
+impl<F: FnOnce() + Send + Unpin + 'static> Drop for AfterWrite<F> {
+    fn drop(&mut self) {
+        if let Some(then) = self.then.take() {
+            if self.data.is_some() {
+                then(); // never handed to the server: nothing will be written
+            } else {
+                defer(then);
+            }
+        }
+    }
+}
+
+/// A connection's socket that runs the deferred work after each write (see [`defer`]).
+pub struct DrainIo<T>(pub T);
+
+impl<T> Drop for DrainIo<T> {
+    fn drop(&mut self) {
+        drain();
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for DrainIo<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for DrainIo<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.0).poll_write(cx, buf);
+        drain();
+        r
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.0).poll_write_vectored(cx, bufs);
+        drain();
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.0).poll_shutdown(cx);
+        drain();
+        r
+    }
+}
+
+/// A listener whose connections are [`DrainIo`]s.
+pub struct DrainListener<L>(pub L);
+
+impl<L: axum::serve::Listener> axum::serve::Listener for DrainListener<L> {
+    type Io = DrainIo<L::Io>;
+    type Addr = L::Addr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = self.0.accept().await;
+        (DrainIo(io), addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use http_body_util::BodyExt as _;
+    use tokio::io::AsyncWriteExt as _;
+
+    use super::*;
+
+    #[test]
+    fn without_opting_in_work_runs_at_once() {
+        std::thread::spawn(|| {
+            let ran = Rc::new(Cell::new(false));
+            let r = ran.clone();
+            defer(move || r.set(true));
+            assert!(ran.get());
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Runs `test` on a fresh thread that defers, as a server thread does.
+    fn on_a_server_thread<F: std::future::Future<Output = ()>>(test: impl FnOnce() -> F + Send + 'static) {
+        std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            enable_on_this_thread();
+            rt.block_on(test());
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn deferred_work_runs_after_the_next_write_on_the_thread() {
+        on_a_server_thread(|| async {
+            let (a, mut b) = tokio::io::duplex(64);
+            let mut io = DrainIo(a);
+            let ran = Rc::new(Cell::new(0));
+            let r = ran.clone();
+            defer(move || r.set(r.get() + 1));
+            assert_eq!(ran.get(), 0, "deferred until a write");
+            io.write_all(b"hi").await.unwrap();
+            assert_eq!(ran.get(), 1, "ran after the write");
+            io.write_all(b"again").await.unwrap();
+            assert_eq!(ran.get(), 1, "once");
+            let mut buf = [0u8; 7];
+            tokio::io::AsyncReadExt::read_exact(&mut b, &mut buf).await.unwrap();
+            assert_eq!(&buf, b"hiagain");
+            let r = ran.clone();
+            defer(move || r.set(r.get() + 1));
+            drop(io);
+            assert_eq!(ran.get(), 2, "a closed connection runs what is left");
+        });
+    }
+
+    #[test]
+    fn the_body_defers_once_taken_and_runs_at_once_when_never_taken() {
+        on_a_server_thread(|| async {
+            let ran = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let count = || ran.load(std::sync::atomic::Ordering::SeqCst);
+
+            let r = ran.clone();
+            let mut body = AfterWrite::new(Bytes::from_static(b"{}"), move || {
+                r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+            assert_eq!(http_body::Body::size_hint(&body).exact(), Some(2));
+            let frame = body.frame().await.unwrap().unwrap();
+            assert_eq!(frame.into_data().unwrap(), Bytes::from_static(b"{}"));
+            assert!(http_body::Body::is_end_stream(&body));
+            drop(body);
+            assert_eq!(count(), 0, "taken: waits for the write");
+            drain();
+            assert_eq!(count(), 1);
+
+            let r = ran.clone();
+            drop(AfterWrite::new(Bytes::from_static(b"{}"), move || {
+                r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }));
+            assert_eq!(count(), 2, "never taken: runs at once");
+        });
+    }
+}

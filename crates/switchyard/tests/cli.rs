@@ -195,9 +195,9 @@ async fn serve_answers_a_chat_request_end_to_end() {
     assert!(!status.success(), "killed, pid {pid}");
 }
 
-/// A complete answer's log line is written after the answer (see `ingress::after_write`): each
-/// call still gets exactly one, with its outcome, on both APIs, streamed or not, and with
-/// several server threads.
+/// A call's log line is written after its answer's last bytes (see `ingress::after_write`):
+/// each call still gets exactly one, with its outcome and attempts, on both APIs, streamed or
+/// not, and with several server threads.
 #[tokio::test]
 async fn serve_logs_one_line_per_call_once_the_answer_is_written() {
     use tokio::io::AsyncBufReadExt as _;
@@ -223,6 +223,12 @@ async fn serve_logs_one_line_per_call_once_the_answer_is_written() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["type"], "message");
     ids.push(("log-messages".into(), "stream=false"));
+    let body = serde_json::json!({"model": "chat", "max_tokens": 16, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let req = gw.post_request("/v1/messages", serde_json::to_vec(&body).unwrap().into(), &[("x-request-id", "log-messages-stream"), ("content-type", "application/json")]);
+    let r = gw.send(req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.text().contains("event: message_stop"), "{}", r.text());
+    ids.push(("log-messages-stream".into(), "stream=true"));
 
     let mut seen: Vec<String> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -237,6 +243,7 @@ async fn serve_logs_one_line_per_call_once_the_answer_is_written() {
         let mine: Vec<&String> = seen.iter().filter(|l| l.contains(&format!("request_id={id} "))).collect();
         assert_eq!(mine.len(), 1, "one line for {id}: {seen:#?}");
         assert!(mine[0].contains(stream) && mine[0].contains("status=200") && mine[0].contains("outcome=\"ok\""), "{}", mine[0]);
+        assert!(mine[0].contains("attempts=a/model-a: ok"), "the attempts are in the line: {}", mine[0]);
     }
 }
 

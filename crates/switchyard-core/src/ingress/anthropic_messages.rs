@@ -21,7 +21,7 @@ use http::{HeaderValue, StatusCode, header};
 use tokio::time::Instant;
 
 use super::error::ApiError;
-use super::respond::{Leftovers, chain_failed, complete_json, ok, rejected, request_body, served_by, served_headers};
+use super::respond::{Leftovers, chain_failed, complete_json, ok, rejected, request_body, served_by, served_headers, settle_after_write};
 use super::{AppState, RequestId};
 use crate::providers::{Chunk, ProviderError, answer_format};
 use crate::router::Alias;
@@ -159,7 +159,8 @@ struct Relay {
     log: RequestLog,
     /// Translates OpenAI chunks; `None` when the target answers in Anthropic's events natively.
     translate: Option<ToAnthropic>,
-    done: bool,
+    /// The outcome, once the last event is out.
+    ended: Option<&'static str>,
     leftovers: Leftovers<(http::request::Parts, MessagesRequest, ChatRequest)>,
 }
 
@@ -185,18 +186,14 @@ impl Relay {
 
     /// The clean end: the closing events of a translated stream.
     fn end(&mut self) -> Bytes {
-        self.done = true;
-        self.stream.settle(&mut self.log);
-        self.log.emit("ok");
+        self.ended = Some("ok");
         self.translate.as_mut().map(|t| frames(t.finish())).unwrap_or_default()
     }
 
     /// Ends the stream after an upstream failure (already recorded) with an explicit
     /// `event: error`.
     fn fail(&mut self, e: ProviderError) -> Bytes {
-        self.done = true;
-        self.stream.settle(&mut self.log);
-        self.log.emit("stream_error");
+        self.ended = Some("stream_error");
         let kind = if matches!(e.status(), Some(503 | 529)) { "overloaded_error" } else { "api_error" };
         let body = ErrorResponse::new(kind, ApiError::mid_stream(&e).message);
         sse_frame("error", &serde_json::to_vec(&body).expect("serializing an error cannot fail"))
@@ -230,9 +227,11 @@ fn relay(
     leftovers: Leftovers<(http::request::Parts, MessagesRequest, ChatRequest)>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
     // Boxed, as in the OpenAI relay: only a pointer moves through each item's future.
-    stream::unfold(Box::new(Relay { stream, log, translate, done: false, leftovers }), |mut r| async move {
+    stream::unfold(Box::new(Relay { stream, log, translate, ended: None, leftovers }), |mut r| async move {
         loop {
-            if r.done {
+            if let Some(outcome) = r.ended {
+                let Relay { stream, log, .. } = *r;
+                settle_after_write(stream, log, outcome);
                 return None;
             }
             r.leftovers.free_once_written(r.stream.has_pending()).await;

@@ -13,7 +13,7 @@ use http::{HeaderValue, header};
 use tokio::time::Instant;
 
 use super::error::ApiError;
-use super::respond::{Leftovers, chain_failed, complete_json, ok, rejected, request_body, served_by, served_headers};
+use super::respond::{Leftovers, chain_failed, complete_json, ok, rejected, request_body, served_by, served_headers, settle_after_write};
 use super::route::route;
 use super::{AppState, RequestId};
 use crate::router::chain::{self, Answer};
@@ -80,17 +80,9 @@ fn frame(data: &[u8]) -> Bytes {
 struct Relay {
     stream: LiveStream,
     log: RequestLog,
-    done: bool,
+    /// The outcome, once the last event is out.
+    ended: Option<&'static str>,
     leftovers: Leftovers<(http::request::Parts, ChatRequest)>,
-}
-
-impl Relay {
-    /// Ends the log line with what happened after the commit.
-    fn settle(&mut self, outcome: &'static str) {
-        self.done = true;
-        self.stream.settle(&mut self.log);
-        self.log.emit(outcome);
-    }
 }
 
 /// Relays a committed stream as SSE: the held-back chunks, then each upstream chunk as it
@@ -100,8 +92,10 @@ impl Relay {
 fn relay(stream: LiveStream, log: RequestLog, leftovers: (http::request::Parts, ChatRequest)) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
     // Boxed: the state moves into and out of each item's future, 8 bytes rather than the
     // whole stream and log line.
-    stream::unfold(Box::new(Relay { stream, log, done: false, leftovers: Leftovers::new(leftovers) }), |mut r| async move {
-        if r.done {
+    stream::unfold(Box::new(Relay { stream, log, ended: None, leftovers: Leftovers::new(leftovers) }), |mut r| async move {
+        if let Some(outcome) = r.ended {
+            let Relay { stream, log, .. } = *r;
+            settle_after_write(stream, log, outcome);
             return None;
         }
         loop {
@@ -117,11 +111,11 @@ fn relay(stream: LiveStream, log: RequestLog, leftovers: (http::request::Parts, 
                     frame(&chunk.data)
                 }
                 None => {
-                    r.settle("ok");
+                    r.ended = Some("ok");
                     Bytes::from_static(DONE)
                 }
                 Some(Err(e)) => {
-                    r.settle("stream_error");
+                    r.ended = Some("stream_error");
                     ApiError::mid_stream(&e).sse_event()
                 }
             };

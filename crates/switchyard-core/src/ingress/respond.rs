@@ -11,6 +11,7 @@ use super::error::ApiError;
 use super::{RequestId, X_ATTEMPTS, X_MODEL, X_PROVIDER};
 use crate::router::{Alias, Target};
 use crate::router::chain::ChainError;
+use crate::router::recover::LiveStream;
 use crate::telemetry::request_log::RequestLog;
 
 /// Reads a request body of at most `limit` bytes, as `axum::body::to_bytes` does (`None` when
@@ -86,6 +87,17 @@ pub fn complete_json<T: Send + Unpin + 'static>(mut headers: HeaderMap, body: By
         log.emit("ok");
         drop(leftovers);
     })))
+}
+
+/// Ends a relayed stream's log line once its last event is written ([`super::after_write`]):
+/// the attempts after the commit, then the line with `outcome`; the upstream stream is
+/// dropped then too.
+pub fn settle_after_write(mut stream: LiveStream, mut log: RequestLog, outcome: &'static str) {
+    super::after_write::defer(move || {
+        stream.settle(&mut log);
+        log.emit(outcome);
+        drop(stream);
+    });
 }
 
 /// The headers of an answer from `target` after `sent` upstream attempts.

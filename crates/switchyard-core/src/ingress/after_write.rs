@@ -11,6 +11,7 @@
 //! once or when the connection closes.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -24,7 +25,7 @@ type Work = Box<dyn FnOnce()>;
 
 thread_local! {
     static ENABLED: Cell<bool> = const { Cell::new(false) };
-    static QUEUE: RefCell<Vec<Work>> = const { RefCell::new(Vec::new()) };
+    static QUEUE: RefCell<VecDeque<Work>> = const { RefCell::new(VecDeque::new()) };
     static PENDING: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -40,7 +41,7 @@ pub fn defer(work: impl FnOnce() + 'static) {
         work();
         return;
     }
-    QUEUE.with(|q| q.borrow_mut().push(Box::new(work)));
+    QUEUE.with(|q| q.borrow_mut().push_back(Box::new(work)));
     PENDING.with(|p| p.set(true));
 }
 
@@ -51,9 +52,9 @@ pub fn drain() {
         return;
     }
     PENDING.with(|p| p.set(false));
-    // Taken out first: the work may defer more (it runs at the next drain).
-    let work = QUEUE.with(|q| std::mem::take(&mut *q.borrow_mut()));
-    for w in work {
+    // One at a time, the queue not borrowed while it runs: work may defer more. The queue
+    // keeps its capacity, so deferring allocates only the work's box.
+    while let Some(w) = QUEUE.with(|q| q.borrow_mut().pop_front()) {
         w();
     }
 }

@@ -149,8 +149,9 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    ticks = 0
+def cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds of `pids` so far."""
+    user = system = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
@@ -158,8 +159,9 @@ def cpu_seconds(pids: list[int]) -> float:
         except OSError:
             continue
         fields = stat[stat.rfind(b")") + 2 :].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / CLK_TCK
+        user += int(fields[11])  # utime
+        system += int(fields[12])  # stime
+    return user / CLK_TCK, system / CLK_TCK
 
 
 def status_kib(pids: list[int], key: str) -> int:
@@ -783,9 +785,13 @@ def one_run(t: Target, out: dict, sampler: "Sampler | None", run_id: str, rep: i
     if t.proc:
         if not t.proc.alive():
             raise RuntimeError(f"exited during {run_id}: {t.proc.tail()}")
-        cpu = cpu_seconds(pids) - cpu0
+        (user1, system1), (user0, system0) = cpu_seconds(pids), cpu0
+        cpu = (user1 - user0) + (system1 - system0)
         res["gateway_cpu_s"] = round(cpu, 3)
-        res["gateway_cpu_s_per_1000"] = round(cpu / res["ok"] * 1000, 4) if res["ok"] else None
+        per_1000 = lambda seconds: round(seconds / res["ok"] * 1000, 4) if res["ok"] else None
+        res["gateway_cpu_s_per_1000"] = per_1000(cpu)
+        res["gateway_user_s_per_1000"] = per_1000(user1 - user0)
+        res["gateway_system_s_per_1000"] = per_1000(system1 - system0)
     out["runs"].setdefault(run_id, []).append(res)
     log(f"{t.name:34s} {run_id:11s} #{rep + 1}: {summarize_run(res)}")
 
@@ -978,6 +984,8 @@ def run_median(reps: list[dict]) -> dict:
         "errors_by_kind": errors,
         "error_samples": {k: v for r in reps for k, v in r["errors"]["samples"].items()},
         "cpu_s_per_1000": g(["gateway_cpu_s_per_1000"]),
+        "user_s_per_1000": g(["gateway_user_s_per_1000"]),
+        "system_s_per_1000": g(["gateway_system_s_per_1000"]),
         "rss_peak_kib": g(["gateway_rss_peak_kib"]),
     }
     for q in ("p50", "p90", "p99", "p999", "max", "mean"):
@@ -1336,11 +1344,12 @@ def report(results: dict, derived: dict, meta: dict) -> str:
 
     md.append("\n## Gateway cost\n")
     md.append("CPU = user + system time of the gateway's processes during the c=64 run, per 1,000 "
-              "requests. RSS in MiB, summed over the gateway's processes (shared pages count once per "
+              "requests, and each apart (user: the gateway's own code; system: the kernel's work "
+              "for its sockets, most of it TCP over loopback). RSS in MiB, summed over the gateway's processes (shared pages count once per "
               "process): idle = after start-up and one request; peak = highest sample (every 100 ms) "
               "during the load runs; after = 2 s after the last run; open streams = peak while "
               f"{OPEN_STREAMS} streams (50 chunks 80 ms apart) are open at once.\n")
-    hdr = ["target", "processes", "CPU s / 1,000 req", "CPU ÷ nginx", "RSS idle", "RSS peak under load",
+    hdr = ["target", "processes", "CPU s / 1,000 req", "CPU ÷ nginx", "user / system s", "RSS idle", "RSS peak under load",
            "RSS after load", f"RSS {OPEN_STREAMS:,} open streams", "RSS after streams"]
     rows = []
     nginx_cpu = med_of.get("nginx", {}).get("c64", {}).get("cpu_s_per_1000")
@@ -1351,11 +1360,13 @@ def report(results: dict, derived: dict, meta: dict) -> str:
             continue
         mem = results[n].get("memory", {})
         if not mem:
-            rows.append([n, "—", "—", "—", "—", "—", "—", "—", "—"])
+            rows.append([n] + ["—"] * (len(hdr) - 1))
             continue
-        cpu = med_of[n].get("c64", {}).get("cpu_s_per_1000")
+        c64 = med_of[n].get("c64", {})
+        cpu, user, system = c64.get("cpu_s_per_1000"), c64.get("user_s_per_1000"), c64.get("system_s_per_1000")
+        split = "—" if user is None or system is None else f"{user:.3f} / {system:.3f}"
         rows.append([n, str(mem.get("processes", "—")), "—" if cpu is None else f"{cpu:.3f}",
-                     fmt_ratio(ratio(cpu, nginx_cpu)), fmt_mib(mem.get("idle_rss_kib")),
+                     fmt_ratio(ratio(cpu, nginx_cpu)), split, fmt_mib(mem.get("idle_rss_kib")),
                      fmt_mib(mem.get("peak_load_rss_kib")), fmt_mib(mem.get("after_load_rss_kib")),
                      fmt_mib(mem.get("open_streams_peak_rss_kib")), fmt_mib(mem.get("after_streams_rss_kib"))])
     md.append(table(hdr, rows))

@@ -2,6 +2,7 @@
 """Switchyard's benchmark runner: one command, every figure of the performance issue.
 
     python3 bench/run.py [--quick] [--repeats N] [--targets a,b,...] [--no-build]
+    python3 bench/run.py --render bench/results/latest.json   # the tables again, nothing measured
 
 Builds the release binaries (the gateway twice: plainly, and with profile-guided optimisation by
 bench/pgo.sh), starts fake upstreams on loopback (0 ms and 20 ms latency, and two
@@ -1280,6 +1281,8 @@ def report(results: dict, derived: dict, meta: dict) -> str:
             rows.append(s)
             continue
         ms = [med_of[n].get(c) for c in ("c1", "c16", "c64", "c256")]
+        if not any(ms):
+            continue  # measured on streams only (switchyard-commit-head)
         rows.append([n] + [fmt_rps(m["throughput_rps"]) if m else "—" for m in ms]
                     + [fmt_ratio(vs.get(n, {}).get("c64", {}).get("throughput")),
                        fmt_ratio(vs.get(n, {}).get("c256", {}).get("throughput")), errors_cell(ms)])
@@ -1473,7 +1476,12 @@ def main() -> int:
                     help="no per-request logs: SWITCHYARD_LOG=warn for switchyard, access_log off for nginx "
                          "(default: each gateway logs as it does out of the box)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results directory (default bench/results)")
+    ap.add_argument("--render", type=Path, metavar="JSON",
+                    help="measure nothing: write latest.md into --out again from a run's latest.json "
+                         "(the tables and checks as this version of the runner makes them)")
     opts = ap.parse_args()
+    if opts.render:
+        return render_again(opts.render, opts.out)
     opts.repeats = opts.repeats or (1 if opts.quick else 3)
     opts.duration = opts.duration or (1.5 if opts.quick else 3.0)
     opts.warmup = opts.warmup if opts.warmup is not None else (0.5 if opts.quick else 1.0)
@@ -1563,6 +1571,19 @@ def main() -> int:
     (opts.out / "latest.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
     print(md)
     log(f"wrote {opts.out / 'latest.md'} and {opts.out / 'latest.json'} in {meta['elapsed_s'] / 60:.1f} min")
+    return 0
+
+
+def render_again(path: Path, out: Path) -> int:
+    """`--render`: the report of a finished run, from its JSON."""
+    doc = json.loads(path.read_text())
+    results, meta = doc["targets"], doc["meta"]
+    derived = derive({n: r for n, r in results.items() if r["status"] == "ok"})
+    meta["checks"] = checks(results, derived)
+    md = report(results, derived, meta)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.md").write_text(md)
+    log(f"wrote {out / 'latest.md'} from {path}")
     return 0
 
 

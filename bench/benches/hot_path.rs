@@ -11,7 +11,13 @@
 //! - `sse_relay/*`: a 50-content-chunk stream (one network read per event) through `SseParser`,
 //!   each chunk normalized (with the stream's remembered prefix, as the gateway does) and
 //!   re-framed as `data: ...\n\n`; throughput is per event, so the
-//!   time per element is the relay cost of one chunk.
+//!   time per element is the relay cost of one chunk;
+//! - `sse_translate/*`: a 50-content-chunk stream translated between the formats, per event as
+//!   the native adapters do it: Anthropic's events (parsed, deserialized) to OpenAI chunks (the
+//!   `anthropic` provider serving an OpenAI-format caller), and normalized OpenAI chunks to
+//!   Anthropic's events (`/v1/messages` served by an OpenAI-format target);
+//! - `translate_request/openai_to_anthropic`: a typical OpenAI request deserialized, translated
+//!   to a Messages request and serialized, as the `anthropic` provider sends it.
 //!
 //! `cargo bench -p switchyard-bench` (about a minute). Each benchmark measures for ~2 s.
 
@@ -22,6 +28,9 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use switchyard_bench::fixtures;
 use switchyard_core::wire::openai::{ChatRequest, ChunkPrefix, normalize_chunk, normalize_completion, normalize_stream_chunk};
+use switchyard_core::wire::anthropic::types::StreamEvent;
+use switchyard_core::wire::anthropic::{ToAnthropic, ToOpenAi, to_anthropic};
+use switchyard_core::wire::openai::types::{ChatCompletionChunk, ChatCompletionRequest};
 use switchyard_core::wire::sse::SseParser;
 use switchyard_core::{Config, Routes};
 
@@ -222,12 +231,80 @@ fn sse_relay(c: &mut Criterion) {
     group.finish();
 }
 
+/// An Anthropic stream as the network delivers it: one read per event.
+fn anthropic_reads(events: &[(&str, String)]) -> Vec<Bytes> {
+    events.iter().map(|(name, data)| Bytes::from(format!("event: {name}\ndata: {data}\n\n"))).collect()
+}
+
+/// Anthropic's events → OpenAI chunks, as the `anthropic` provider relays a stream to an
+/// OpenAI-format caller: each SSE event parsed, deserialized, translated, framed; returns the
+/// bytes written.
+fn anthropic_to_openai(reads: &[Bytes]) -> usize {
+    let mut parser = SseParser::new();
+    let mut translate = ToOpenAi::new(ALIAS, KEEP_USAGE, 1_735_689_600);
+    let mut written = 0;
+    for read in reads {
+        parser.push(read);
+        while let Some(event) = parser.next_event().expect("events are small") {
+            let event: StreamEvent = serde_json::from_slice(&event.data).expect("a valid event");
+            for chunk in translate.on_event(event).expect("translatable") {
+                let mut frame = Vec::with_capacity(chunk.data.len() + 8);
+                frame.extend_from_slice(b"data: ");
+                frame.extend_from_slice(&chunk.data);
+                frame.extend_from_slice(b"\n\n");
+                written += black_box(frame).len();
+            }
+        }
+    }
+    written
+}
+
+/// OpenAI chunks (normalized, as a target's stream yields them) → Anthropic events, as
+/// `/v1/messages` relays a stream from an OpenAI-format target; returns the bytes written.
+fn openai_to_anthropic(chunks: &[Bytes]) -> usize {
+    let mut translate = ToAnthropic::new(ALIAS);
+    let mut written = 0;
+    for data in chunks {
+        let chunk: ChatCompletionChunk = serde_json::from_slice(data).expect("a valid chunk");
+        for event in translate.on_chunk(&chunk) {
+            written += black_box(event.to_sse()).len();
+        }
+    }
+    for event in translate.finish() {
+        written += black_box(event.to_sse()).len();
+    }
+    written
+}
+
+/// Streams and requests translated between the two formats (the native adapters' hot path).
+fn translate(c: &mut Criterion) {
+    let anthropic = anthropic_reads(&fixtures::anthropic_events(50));
+    let openai: Vec<Bytes> = fixtures::openai_chunks(50)
+        .iter()
+        .map(|p| normalize_chunk(p.as_bytes(), ALIAS, KEEP_USAGE).expect("valid chunk").data)
+        .collect();
+    let mut group = c.benchmark_group("sse_translate");
+    group.throughput(Throughput::Elements(50));
+    group.bench_function("anthropic_to_openai_50_chunks", |b| b.iter(|| anthropic_to_openai(black_box(&anthropic))));
+    group.bench_function("openai_to_anthropic_50_chunks", |b| b.iter(|| openai_to_anthropic(black_box(&openai))));
+    group.finish();
+
+    let body = fixtures::chat_request(ALIAS, false);
+    c.bench_function("translate_request/openai_to_anthropic", |b| {
+        b.iter(|| {
+            let request: ChatCompletionRequest = serde_json::from_str(black_box(&body)).expect("valid request");
+            let messages = to_anthropic(&request, "claude-sonnet-4-5", 4096).expect("translatable");
+            serde_json::to_vec(&messages).expect("serializable")
+        })
+    });
+}
+
 criterion_group! {
     name = hot_path;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(50);
-    targets = parse, route, rewrite, request_path, normalize, sse_relay
+    targets = parse, route, rewrite, request_path, normalize, sse_relay, translate
 }
 criterion_main!(hot_path);

@@ -141,6 +141,38 @@ shipped and what I can do if it does not arrive before the weekend?";
         out
     }
 
+    /// The events of a streamed answer as Anthropic's Messages API sends them (name, `data:`
+    /// JSON): `message_start`, a text block with `content_chunks` `text_delta`s, its stop, the
+    /// `message_delta` with the stop reason and usage, `message_stop` (after Anthropic's
+    /// streaming reference, as in `crates/switchyard-fakes/fixtures/anthropic/stream_text.sse`).
+    pub fn anthropic_events(content_chunks: usize) -> Vec<(&'static str, String)> {
+        let mut out = vec![
+            ("message_start", r#"{"type":"message_start","message":{"id":"msg_01FdJXtLCW1NHmdNNgUT9Y5w","type":"message","role":"assistant","content":[],"model":"claude-sonnet-4-5-20250929","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":112,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":1,"service_tier":"standard"}}}"#.to_owned()),
+            ("content_block_start", r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#.to_owned()),
+            ("ping", r#"{"type": "ping"}"#.to_owned()),
+        ];
+        for i in 0..content_chunks {
+            out.push(("content_block_delta", format!(r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":" word{i}"}}}}"#)));
+        }
+        out.push(("content_block_stop", r#"{"type":"content_block_stop","index":0}"#.to_owned()));
+        out.push(("message_delta", format!(r#"{{"type":"message_delta","delta":{{"stop_reason":"end_turn","stop_sequence":null}},"usage":{{"output_tokens":{content_chunks}}}}}"#)));
+        out.push(("message_stop", r#"{"type":"message_stop"}"#.to_owned()));
+        out
+    }
+
+    /// The bytes of an SSE stream carrying `events` (name, data), as Anthropic frames them.
+    pub fn named_sse_stream(events: &[(&str, String)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, data) in events {
+            out.extend_from_slice(b"event: ");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\ndata: ");
+            out.extend_from_slice(data.as_bytes());
+            out.extend_from_slice(b"\n\n");
+        }
+        out
+    }
+
     /// The bytes of an SSE stream carrying `payloads` as `data:` events, then `[DONE]`.
     pub fn sse_stream(payloads: &[String]) -> Vec<u8> {
         let mut out = Vec::new();

@@ -246,8 +246,15 @@ fn anthropic_to_openai(reads: &[Bytes]) -> usize {
     for read in reads {
         parser.push(read);
         while let Some(event) = parser.next_event().expect("events are small") {
-            let event: StreamEvent = serde_json::from_slice(&event.data).expect("a valid event");
-            for chunk in translate.on_event(event).expect("translatable") {
+            // As the provider does: a text delta by the fast path, any other event parsed whole.
+            let chunks = match translate.text_delta(&event.data) {
+                Some(chunk) => chunk.into_iter().collect(),
+                None => {
+                    let event: StreamEvent = serde_json::from_slice(&event.data).expect("a valid event");
+                    translate.on_event(event).expect("translatable")
+                }
+            };
+            for chunk in chunks {
                 let mut frame = Vec::with_capacity(chunk.data.len() + 8);
                 frame.extend_from_slice(b"data: ");
                 frame.extend_from_slice(&chunk.data);
@@ -265,6 +272,12 @@ fn openai_to_anthropic(chunks: &[Bytes]) -> usize {
     let mut translate = ToAnthropic::new(ALIAS);
     let mut written = 0;
     for data in chunks {
+        // As `/v1/messages` does: a chunk that continues the text by the fast path, any other
+        // parsed whole.
+        if let Some(frame) = translate.text_chunk(data) {
+            written += black_box(frame).len();
+            continue;
+        }
         let chunk: ChatCompletionChunk = serde_json::from_slice(data).expect("a valid chunk");
         for event in translate.on_chunk(&chunk) {
             written += black_box(event.to_sse()).len();

@@ -179,6 +179,9 @@ impl Relay {
         if chunk.data.is_empty() {
             return Ok(Bytes::new());
         }
+        if let Some(frame) = t.text_chunk(&chunk.data) {
+            return Ok(frame); // the text continues: no need to parse the chunk whole
+        }
         let parsed: ChatCompletionChunk =
             serde_json::from_slice(&chunk.data).map_err(|e| ProviderError::Protocol(format!("bad chunk to translate: {e}")))?;
         Ok(frames(t.on_chunk(&parsed)))

@@ -272,6 +272,12 @@ impl Events {
 
     /// Queues what one SSE event yields; an error event or a malformed event is the error.
     fn on_event(&mut self, ev: SseEvent) -> Result<(), ProviderError> {
+        if let Mode::Translate(t) = &mut self.mode {
+            if let Some(chunk) = t.text_delta(&ev.data) {
+                self.queue.extend(chunk.map(|c| Chunk { data: c.data, content: c.content, finish: c.finish, usage: c.usage }));
+                return Ok(());
+            }
+        }
         let event: StreamEvent = serde_json::from_slice(&ev.data).map_err(|e| {
             ProviderError::Protocol(format!("bad stream event `{}`: {e}", ev.event.as_deref().unwrap_or("?")))
         })?;

@@ -450,6 +450,47 @@ fn a_streamed_tool_call_keeps_every_argument_fragment_at_every_split() {
 }
 
 #[test]
+fn a_text_delta_takes_the_fast_path_to_the_same_bytes() {
+    let start = r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":3,"output_tokens":1}}}"#;
+    let delta = |text: &str| json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}).to_string();
+    let others = [
+        r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hmm"}}"#,
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":"x"}}"#,
+        r#"{"type":"content_block_stop","index":0}"#,
+        r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":5}}"#,
+        r#"{"type":"ping"}"#,
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta"}}"#,
+        "not json",
+    ];
+    for include_usage in [false, true] {
+        // An alias that needs escaping, with the very bytes the template is split at.
+        let alias = r#"chat "content":"" \ alias"#;
+        let mut fast = ToOpenAi::new(alias, include_usage, 7);
+        let mut slow = ToOpenAi::new(alias, include_usage, 7);
+        assert_eq!(fast.text_delta(delta("x").as_bytes()), None, "before message_start: the whole path");
+        for t in [&mut fast, &mut slow] {
+            t.on_event(serde_json::from_str(start).unwrap()).unwrap();
+        }
+        let texts = ["Hello", " \"quoted\" \\ back/slash", "line\nbreak\ttab\r", "\u{1}\u{1f}\u{7f} control", "Zürich 🌤", "</script>\u{2028}"];
+        let mut events: Vec<String> = texts.iter().map(|t| delta(t)).collect();
+        // Escapes in the upstream's JSON are read, then written as serde_json writes them.
+        events.push(r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"caf\u00e9 \/ \"x\" \ud83c\udf24"}}"#.to_owned());
+        // Members in another order, and members the fast path does not read.
+        events.push(r#"{"delta":{"text":"late type","type":"text_delta","extra":[1,{"a":null}]},"index":0,"type":"content_block_delta"}"#.to_owned());
+        for data in &events {
+            let got = fast.text_delta(data.as_bytes()).expect("a text delta").expect("with text");
+            let want = slow.on_event(serde_json::from_str(data).unwrap()).unwrap();
+            assert_eq!(vec![got], want, "{data}");
+        }
+        assert_eq!(fast.text_delta(delta("").as_bytes()), Some(None), "an empty text sends nothing");
+        for other in others {
+            assert_eq!(fast.text_delta(other.as_bytes()), None, "{other}");
+        }
+    }
+}
+
+#[test]
 fn stream_chunks_are_labelled_and_classified() {
     let sse = fixture!("stream_tool_use.sse").as_bytes();
     let (chunks, _) = translate_stream(sse, sse.len(), true);
@@ -591,6 +632,60 @@ fn accumulate(events: &[StreamEvent]) -> Message {
         }
     }
     message.unwrap()
+}
+
+#[test]
+fn a_chunk_that_continues_the_text_takes_the_fast_path_to_the_same_bytes() {
+    fn sse(events: Vec<StreamEvent>) -> Vec<u8> {
+        events.iter().flat_map(|e| e.to_sse().to_vec()).collect()
+    }
+    let raw = |v: Value| {
+        let mut base = json!({"id": "chatcmpl-9", "object": "chat.completion.chunk", "created": 1, "model": "up"});
+        base.as_object_mut().unwrap().extend(v.as_object().unwrap().clone());
+        base.to_string()
+    };
+    let text = |t: &str| raw(json!({"choices": [{"index": 0, "delta": {"content": t}, "logprobs": null, "finish_reason": null}]}));
+    let mut fast = ToAnthropic::new("chat");
+    let mut slow = ToAnthropic::new("chat");
+    assert_eq!(fast.text_chunk(text("x").as_bytes()), None, "no text block open yet");
+    let first = raw(json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hi"}, "finish_reason": null}]}));
+    for t in [&mut fast, &mut slow] {
+        t.on_chunk(&serde_json::from_str(&first).unwrap());
+    }
+    let mut continuing: Vec<String> = ["Hello", " \"quoted\" \\ back/slash", "line\nbreak\ttab", "\u{1}\u{7f} control", "Zürich 🌤", "\u{2028}"].iter().map(|t| text(t)).collect();
+    continuing.push(r#"{"choices":[{"delta":{"content":"caf\u00e9 \/ \ud83c\udf24","role":null,"refusal":null,"reasoning_content":"x"},"finish_reason":null,"index":0}],"id":"c","object":"chat.completion.chunk","created":1,"model":"up","usage":null,"switchyard":null,"x_groq":{"id":"q"}}"#.to_owned());
+    for data in &continuing {
+        let got = fast.text_chunk(data.as_bytes()).expect("continues the text");
+        assert_eq!(got.to_vec(), sse(slow.on_chunk(&serde_json::from_str(data).unwrap())), "{data}");
+    }
+    let others = [
+        text(""),
+        raw(json!({"choices": [{"index": 0, "delta": {"content": "end"}, "finish_reason": "stop"}]})),
+        raw(json!({"choices": [{"index": 0, "delta": {"refusal": "no"}, "finish_reason": null}]})),
+        raw(json!({"choices": [{"index": 0, "delta": {"content": "a", "refusal": "no"}, "finish_reason": null}]})),
+        raw(json!({"choices": [{"index": 0, "delta": {"content": "a", "tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": ""}}]}}]})),
+        raw(json!({"choices": [{"index": 0, "delta": {"content": "a"}}], "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}})),
+        raw(json!({"choices": [{"index": 0, "delta": {"content": "a"}}], "switchyard": {"recovered": true}})),
+        raw(json!({"choices": [{"index": 1, "delta": {"content": "a"}}]})),
+        raw(json!({"choices": [{"index": 0, "delta": {"content": "a"}}, {"index": 1, "delta": {"content": "b"}}]})),
+        raw(json!({"choices": []})),
+        "not json".to_owned(),
+    ];
+    for other in &others {
+        assert_eq!(fast.text_chunk(other.as_bytes()), None, "{other}");
+    }
+    // Once a tool block is open, text goes the whole way again (it opens a new block).
+    let tool = raw(json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c1", "type": "function", "function": {"name": "f", "arguments": ""}}]}}]}));
+    for t in [&mut fast, &mut slow] {
+        t.on_chunk(&serde_json::from_str(&tool).unwrap());
+    }
+    assert_eq!(fast.text_chunk(text("after").as_bytes()), None);
+    for t in [&mut fast, &mut slow] {
+        t.on_chunk(&serde_json::from_str(&text("after")).unwrap());
+    }
+    let data = text("in the new block");
+    let got = fast.text_chunk(data.as_bytes()).expect("the new text block continues");
+    assert_eq!(got.to_vec(), sse(slow.on_chunk(&serde_json::from_str(&data).unwrap())), "the frame names the new block's index");
 }
 
 #[test]

@@ -15,7 +15,8 @@
 //! - `sse_translate/*`: a 50-content-chunk stream translated between the formats, per event as
 //!   the native adapters do it: Anthropic's events (parsed, deserialized) to OpenAI chunks (the
 //!   `anthropic` provider serving an OpenAI-format caller), and normalized OpenAI chunks to
-//!   Anthropic's events (`/v1/messages` served by an OpenAI-format target);
+//!   Anthropic's events (`/v1/messages` served by an OpenAI-format target); and Gemini's
+//!   `streamGenerateContent` events to OpenAI chunks (the `gemini` provider);
 //! - `translate_request/openai_to_anthropic`: a typical OpenAI request deserialized, translated
 //!   to a Messages request and serialized, as the `anthropic` provider sends it.
 //!
@@ -29,6 +30,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use switchyard_bench::fixtures;
 use switchyard_core::wire::openai::{ChatRequest, ChunkPrefix, normalize_chunk, normalize_completion, normalize_stream_chunk};
 use switchyard_core::wire::anthropic::types::StreamEvent;
+use switchyard_core::wire::gemini::stream::SseTranslator;
+use switchyard_core::wire::gemini::{AnswerMeta, CallIds};
 use switchyard_core::wire::anthropic::{ToAnthropic, ToOpenAi, to_anthropic};
 use switchyard_core::wire::openai::types::{ChatCompletionChunk, ChatCompletionRequest};
 use switchyard_core::wire::sse::SseParser;
@@ -195,11 +198,7 @@ fn relay(reads: &[Bytes], normalize: Normalize) -> usize {
             if data.is_empty() {
                 continue; // a usage-only chunk the caller did not ask for
             }
-            let mut frame = Vec::with_capacity(data.len() + 8);
-            frame.extend_from_slice(b"data: ");
-            frame.extend_from_slice(&data);
-            frame.extend_from_slice(b"\n\n");
-            written += black_box(frame).len();
+            written += framed(&data);
         }
     }
     written
@@ -231,6 +230,15 @@ fn sse_relay(c: &mut Criterion) {
     group.finish();
 }
 
+/// Frames one chunk for the client as the relay does (`data: ...\n\n`); returns its length.
+fn framed(data: &[u8]) -> usize {
+    let mut frame = Vec::with_capacity(data.len() + 8);
+    frame.extend_from_slice(b"data: ");
+    frame.extend_from_slice(data);
+    frame.extend_from_slice(b"\n\n");
+    black_box(frame).len()
+}
+
 /// An Anthropic stream as the network delivers it: one read per event.
 fn anthropic_reads(events: &[(&str, String)]) -> Vec<Bytes> {
     events.iter().map(|(name, data)| Bytes::from(format!("event: {name}\ndata: {data}\n\n"))).collect()
@@ -255,11 +263,7 @@ fn anthropic_to_openai(reads: &[Bytes]) -> usize {
                 }
             };
             for chunk in chunks {
-                let mut frame = Vec::with_capacity(chunk.data.len() + 8);
-                frame.extend_from_slice(b"data: ");
-                frame.extend_from_slice(&chunk.data);
-                frame.extend_from_slice(b"\n\n");
-                written += black_box(frame).len();
+                written += framed(&chunk.data);
             }
         }
     }
@@ -289,6 +293,20 @@ fn openai_to_anthropic(chunks: &[Bytes]) -> usize {
     written
 }
 
+/// Gemini's `streamGenerateContent` events → OpenAI chunks, as the `gemini` provider relays a
+/// stream (`SseTranslator`: SSE parsing and translation); returns the bytes written.
+fn gemini_to_openai(reads: &[Bytes]) -> usize {
+    let meta = AnswerMeta { alias: ALIAS.to_owned(), id: "chatcmpl-x".to_owned(), created: 1_735_689_600, call_ids: CallIds::new("") };
+    let mut translate = SseTranslator::new(meta, KEEP_USAGE);
+    let mut written = 0;
+    for read in reads {
+        for chunk in translate.push(read).expect("translatable") {
+            written += framed(&chunk.data);
+        }
+    }
+    written
+}
+
 /// Streams and requests translated between the two formats (the native adapters' hot path).
 fn translate(c: &mut Criterion) {
     let anthropic = anthropic_reads(&fixtures::anthropic_events(50));
@@ -300,6 +318,9 @@ fn translate(c: &mut Criterion) {
     group.throughput(Throughput::Elements(50));
     group.bench_function("anthropic_to_openai_50_chunks", |b| b.iter(|| anthropic_to_openai(black_box(&anthropic))));
     group.bench_function("openai_to_anthropic_50_chunks", |b| b.iter(|| openai_to_anthropic(black_box(&openai))));
+
+    let gemini: Vec<Bytes> = fixtures::gemini_events(50).iter().map(|p| Bytes::from(format!("data: {p}\n\n"))).collect();
+    group.bench_function("gemini_to_openai_50_chunks", |b| b.iter(|| gemini_to_openai(black_box(&gemini))));
     group.finish();
 
     let body = fixtures::chat_request(ALIAS, false);

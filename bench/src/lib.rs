@@ -160,6 +160,22 @@ shipped and what I can do if it does not arrive before the weekend?";
         out
     }
 
+    /// The `data:` payloads of a streamed answer as Gemini's `streamGenerateContent?alt=sse`
+    /// sends them: one `GenerateContentResponse` per text piece, each with the usage so far,
+    /// the last with `finishReason` (as in `crates/switchyard-fakes/fixtures/gemini/stream.sse`).
+    pub fn gemini_events(content_chunks: usize) -> Vec<String> {
+        (0..content_chunks)
+            .map(|i| {
+                let finish = if i + 1 == content_chunks { r#","finishReason":"STOP""# } else { "" };
+                format!(
+                    r#"{{"candidates":[{{"content":{{"parts":[{{"text":" word{i}"}}],"role":"model"}}{finish},"index":0}}],"usageMetadata":{{"promptTokenCount":112,"candidatesTokenCount":{n},"totalTokenCount":{t},"promptTokensDetails":[{{"modality":"TEXT","tokenCount":112}}]}},"modelVersion":"gemini-2.5-flash","responseId":"Zq9JaKv3Ka6F1dkP9p2rwAQ"}}"#,
+                    n = i + 1,
+                    t = 113 + i
+                )
+            })
+            .collect()
+    }
+
     /// The bytes of an SSE stream carrying `events` (name, data), as Anthropic frames them.
     pub fn named_sse_stream(events: &[(&str, String)]) -> Vec<u8> {
         let mut out = Vec::new();

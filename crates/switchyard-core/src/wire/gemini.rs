@@ -273,21 +273,35 @@ pub struct ErrorBody {
 
 /// A response body or stream event that may be an error instead (Gemini sends errors in-band in
 /// a stream that has already started).
+///
+/// The response's members are spelled out rather than `#[serde(flatten)]`ed: a flattened struct
+/// makes serde buffer the whole body into a generic tree before reading it, which cost more
+/// than the rest of a stream event's translation.
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Envelope {
     #[serde(default)]
     error: Option<ErrorBody>,
-    #[serde(flatten)]
-    response: GenerateContentResponse,
+    #[serde(default)]
+    candidates: Vec<Candidate>,
+    #[serde(default)]
+    prompt_feedback: Option<PromptFeedback>,
+    #[serde(default)]
+    usage_metadata: Option<UsageMetadata>,
+    #[serde(default)]
+    model_version: Option<String>,
+    #[serde(default)]
+    response_id: Option<String>,
 }
 
 /// Parses a response body or stream event; an in-band `{"error": ...}` is an
 /// [`NormalizeError::Upstream`].
 pub fn parse_response(bytes: &[u8]) -> Result<GenerateContentResponse, NormalizeError> {
     let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| NormalizeError::Invalid(format!("not a Gemini response: {e}")))?;
-    match envelope.error {
+    let Envelope { error, candidates, prompt_feedback, usage_metadata, model_version, response_id } = envelope;
+    match error {
         Some(e) => Err(NormalizeError::Upstream(error_summary(&e))),
-        None => Ok(envelope.response),
+        None => Ok(GenerateContentResponse { candidates, prompt_feedback, usage_metadata, model_version, response_id }),
     }
 }
 

@@ -59,11 +59,14 @@ pub struct StreamTranslator {
     candidates: BTreeMap<u32, CandidateState>,
     usage: Option<UsageMetadata>,
     done: bool,
+    /// A text chunk's JSON before and after its content string, and the candidate it was made
+    /// for ([`StreamTranslator::text_chunk`]).
+    text_template: Option<(u32, Vec<u8>, Vec<u8>)>,
 }
 
 impl StreamTranslator {
     pub fn new(meta: AnswerMeta, include_usage: bool) -> Self {
-        StreamTranslator { meta, include_usage, id: None, candidates: BTreeMap::new(), usage: None, done: false }
+        StreamTranslator { meta, include_usage, id: None, candidates: BTreeMap::new(), usage: None, done: false, text_template: None }
     }
 
     /// Every candidate has finished and the usage has been emitted.
@@ -107,8 +110,7 @@ impl StreamTranslator {
         self.preamble_once(index, out);
         let (text, mut calls) = answer_parts(candidate.content.as_ref(), &mut self.meta.call_ids);
         if !text.is_empty() {
-            let delta = Delta { content: Some(text), ..Delta::default() };
-            out.push(self.chunk(index, delta, None, true));
+            out.push(self.text_chunk(index, &text));
         }
         for call in &mut calls {
             let state = self.candidates.entry(index).or_default();
@@ -165,6 +167,26 @@ impl StreamTranslator {
         }
     }
 
+    /// What `chunk` gives for a text delta, written into the chunk made once per candidate
+    /// with empty content (split at its last `"content":`: the alias and id before it are
+    /// escaped, so they cannot end the search early) rather than built and serialized anew.
+    fn text_chunk(&mut self, index: u32, text: &str) -> OutChunk {
+        if self.text_template.as_ref().is_none_or(|(made_for, ..)| *made_for != index) {
+            let empty = self.chunk(index, Delta { content: Some(String::new()), ..Delta::default() }, None, true).data;
+            const EMPTY: &[u8] = br#""content":"""#;
+            let Some(at) = memchr::memmem::rfind(&empty, EMPTY).map(|at| at + EMPTY.len() - 2) else {
+                return self.chunk(index, Delta { content: Some(text.to_owned()), ..Delta::default() }, None, true);
+            };
+            self.text_template = Some((index, empty[..at].to_vec(), empty[at + 2..].to_vec()));
+        }
+        let (_, before, after) = self.text_template.as_ref().expect("made above");
+        let mut out = Vec::with_capacity(before.len() + text.len() + 8 + after.len());
+        out.extend_from_slice(before);
+        serde_json::to_writer(&mut out, text).expect("writing a string to a Vec cannot fail");
+        out.extend_from_slice(after);
+        OutChunk { data: Bytes::from(out), content: true, finish: false, usage: None }
+    }
+
     fn chunk(&self, index: u32, delta: Delta, finish: Option<&str>, content: bool) -> OutChunk {
         let choice = ChunkChoice { index, delta, logprobs: None, finish_reason: finish.map(str::to_owned) };
         let usage = self.include_usage.then_some(None);
@@ -219,5 +241,26 @@ impl SseTranslator {
         };
         self.translator.on_end()?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::gemini::CallIds;
+
+    #[test]
+    fn a_text_chunk_from_the_template_is_the_chunk_built_whole() {
+        for include_usage in [false, true] {
+            let meta = AnswerMeta { alias: r#"chat "content":"" \ alias"#.into(), id: "chatcmpl-x".into(), created: 7, call_ids: CallIds::new("") };
+            let mut t = StreamTranslator::new(meta, include_usage);
+            t.id = Some(r#"chatcmpl-"content":""#.into());
+            for index in [0, 1, 0] {
+                for text in ["Hello", " \"quoted\" \\ back/slash", "line\nbreak\ttab", "\u{1}\u{7f} control", "Zürich 🌤", "\u{2028}"] {
+                    let whole = t.chunk(index, Delta { content: Some(text.to_owned()), ..Delta::default() }, None, true);
+                    assert_eq!(t.text_chunk(index, text), whole, "candidate {index}, {text:?}");
+                }
+            }
+        }
     }
 }

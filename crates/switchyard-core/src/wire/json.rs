@@ -108,9 +108,51 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// A serialized JSON document with one string value left open, for writing it again and again
+/// with different strings there: what serializing the whole document would give, for two copies
+/// and the string's escaping (the translation of a stream's text deltas).
+#[derive(Clone, Debug)]
+pub struct StringSlot {
+    before: Vec<u8>,
+    after: Vec<u8>,
+}
+
+impl StringSlot {
+    /// `doc` split at the empty string value of its last `"name":""` member, `None` if it has
+    /// none. The slot must be the last such member; names and strings before it cannot match
+    /// by accident, as their quotes are escaped.
+    pub fn at_last(doc: &[u8], name: &str) -> Option<StringSlot> {
+        let mut member = Vec::with_capacity(name.len() + 5);
+        write_key(&mut member, name);
+        member.extend_from_slice(b"\"\"");
+        let at = memchr::memmem::rfind(doc, &member)? + member.len() - 2;
+        Some(StringSlot { before: doc[..at].to_vec(), after: doc[at + 2..].to_vec() })
+    }
+
+    /// The document with `text`, escaped as serde_json escapes it, in the slot.
+    pub fn fill(&self, text: &str) -> bytes::Bytes {
+        let mut out = Vec::with_capacity(self.before.len() + text.len() + 8 + self.after.len());
+        out.extend_from_slice(&self.before);
+        write_str(&mut out, text);
+        out.extend_from_slice(&self.after);
+        bytes::Bytes::from(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_string_slot_filled_is_the_document_serialized_whole() {
+        let doc = |text: &str| serde_json::to_vec(&serde_json::json!({"model": "a \"content\":\"\" b", "delta": {"content": text}, "n": 1})).unwrap();
+        let slot = StringSlot::at_last(&doc(""), "content").expect("has the member");
+        for text in ["", "plain", "\"quoted\" \\ / back", "line\nbreak\ttab\r", "\u{0}\u{1f}\u{7f}", "Zürich 🌤 \u{2028}"] {
+            assert_eq!(slot.fill(text).to_vec(), doc(text), "{text:?}");
+        }
+        assert!(StringSlot::at_last(br#"{"content":"x"}"#, "content").is_none(), "only an empty value is a slot");
+        assert!(StringSlot::at_last(br#"{"text":""}"#, "content").is_none());
+    }
 
     #[test]
     fn entries_keep_raw_values_and_order() {

@@ -14,6 +14,7 @@ use super::response::{finish_from_stop_reason, message_id, stop_reason_from_fini
 use super::types::{
     BlockDelta, ContentBlock, DeltaUsage, ErrorBody, Message, MessageDeltaBody, StreamEvent, TextBlock, ToolUseBlock, Usage,
 };
+use crate::wire::json::StringSlot;
 use crate::wire::openai::Usage as UsageSummary;
 use crate::wire::openai::types::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCall, ToolCall, UsageDetail};
 
@@ -42,7 +43,7 @@ pub struct ToOpenAi {
     finished: bool,
     /// A text chunk's JSON before and after its content string, made at `message_start` for
     /// [`ToOpenAi::text_delta`].
-    text_template: Option<(Vec<u8>, Vec<u8>)>,
+    text_template: Option<StringSlot>,
 }
 
 /// The members of a `content_block_delta` event that a text delta needs, borrowed from its JSON.
@@ -86,7 +87,7 @@ impl ToOpenAi {
     /// `None` for any other event, or before `message_start`: pass it to `on_event`.
     /// `Some(None)`: a text delta with nothing to send (empty text).
     pub fn text_delta(&mut self, data: &[u8]) -> Option<Option<TranslatedChunk>> {
-        let (before, after) = self.text_template.as_ref()?;
+        let template = self.text_template.as_ref()?;
         let event: TextDeltaEvent<'_> = serde_json::from_slice(data).ok()?;
         if event.kind != "content_block_delta" || event.delta.kind != "text_delta" {
             return None;
@@ -95,11 +96,7 @@ impl ToOpenAi {
         if text.is_empty() {
             return Some(None);
         }
-        let mut out = Vec::with_capacity(before.len() + text.len() + 8 + after.len());
-        out.extend_from_slice(before);
-        serde_json::to_writer(&mut out, text.as_ref()).expect("writing a string to a Vec cannot fail");
-        out.extend_from_slice(after);
-        Some(Some(TranslatedChunk { data: Bytes::from(out), content: true, finish: false, usage: None }))
+        Some(Some(TranslatedChunk { data: template.fill(&text), content: true, finish: false, usage: None }))
     }
 
     /// A `message_delta` with the stop reason has been translated: the answer is complete.
@@ -123,14 +120,7 @@ impl ToOpenAi {
     fn on_start(&mut self, message: Message) -> Vec<TranslatedChunk> {
         self.id = message.id;
         self.usage = message.usage;
-        // A text chunk with empty content, split around that content (the last `"content":`:
-        // the alias before it is escaped, so it cannot end the search early).
-        let empty = self.text(String::new()).data;
-        const EMPTY: &[u8] = br#""content":"""#;
-        self.text_template = memchr::memmem::rfind(&empty, EMPTY).map(|at| {
-            let value = at + EMPTY.len() - 2;
-            (empty[..value].to_vec(), empty[value + 2..].to_vec())
-        });
+        self.text_template = StringSlot::at_last(&self.text(String::new()).data, "content");
         let delta = Delta { role: Some("assistant".into()), content: Some(String::new()), ..Default::default() };
         vec![self.chunk(delta, None, false)]
     }
@@ -284,7 +274,7 @@ pub struct ToAnthropic {
     marker: Option<Value>,
     /// A text delta's SSE frame before and after its text, and the block index it was made
     /// for ([`ToAnthropic::text_chunk`]).
-    text_template: Option<(u32, Vec<u8>, Vec<u8>)>,
+    text_template: Option<(u32, StringSlot)>,
 }
 
 /// What [`ToAnthropic::text_chunk`] reads of an OpenAI chunk, borrowed from its JSON: enough
@@ -348,18 +338,12 @@ impl ToAnthropic {
         if choice.index != 0 || choice.finish_reason.is_some() || delta.refusal.is_some() || delta.tool_calls.is_some() || peek.usage.is_some() || peek.switchyard.is_some() {
             return None;
         }
-        if self.text_template.as_ref().is_none_or(|(made_for, ..)| *made_for != index) {
+        if self.text_template.as_ref().is_none_or(|(made_for, _)| *made_for != index) {
             let empty = StreamEvent::ContentBlockDelta { index, delta: BlockDelta::TextDelta { text: String::new() } }.to_sse();
-            const EMPTY: &[u8] = br#""text":"""#;
-            let at = memchr::memmem::rfind(&empty, EMPTY)? + EMPTY.len() - 2;
-            self.text_template = Some((index, empty[..at].to_vec(), empty[at + 2..].to_vec()));
+            self.text_template = Some((index, StringSlot::at_last(&empty, "text")?));
         }
-        let (_, before, after) = self.text_template.as_ref()?;
-        let mut out = Vec::with_capacity(before.len() + text.len() + 8 + after.len());
-        out.extend_from_slice(before);
-        serde_json::to_writer(&mut out, text).expect("writing a string to a Vec cannot fail");
-        out.extend_from_slice(after);
-        Some(Bytes::from(out))
+        let (_, template) = self.text_template.as_ref()?;
+        Some(template.fill(text))
     }
 
     /// Usage learned outside the chunks' JSON (e.g. by the gateway for itself), used when no

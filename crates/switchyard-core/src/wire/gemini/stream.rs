@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use super::{AnswerMeta, Candidate, NormalizeError, Usage, UsageMetadata, answer_parts, blocked, finish_reason, parse_response, usage};
+use crate::wire::json::StringSlot;
 use crate::wire::openai::types::{ChatCompletionChunk, ChunkChoice, Delta, UsageDetail};
 use crate::wire::sse::SseParser;
 
@@ -61,7 +62,7 @@ pub struct StreamTranslator {
     done: bool,
     /// A text chunk's JSON before and after its content string, and the candidate it was made
     /// for ([`StreamTranslator::text_chunk`]).
-    text_template: Option<(u32, Vec<u8>, Vec<u8>)>,
+    text_template: Option<(u32, StringSlot)>,
 }
 
 impl StreamTranslator {
@@ -171,20 +172,15 @@ impl StreamTranslator {
     /// with empty content (split at its last `"content":`: the alias and id before it are
     /// escaped, so they cannot end the search early) rather than built and serialized anew.
     fn text_chunk(&mut self, index: u32, text: &str) -> OutChunk {
-        if self.text_template.as_ref().is_none_or(|(made_for, ..)| *made_for != index) {
+        if self.text_template.as_ref().is_none_or(|(made_for, _)| *made_for != index) {
             let empty = self.chunk(index, Delta { content: Some(String::new()), ..Delta::default() }, None, true).data;
-            const EMPTY: &[u8] = br#""content":"""#;
-            let Some(at) = memchr::memmem::rfind(&empty, EMPTY).map(|at| at + EMPTY.len() - 2) else {
-                return self.chunk(index, Delta { content: Some(text.to_owned()), ..Delta::default() }, None, true);
-            };
-            self.text_template = Some((index, empty[..at].to_vec(), empty[at + 2..].to_vec()));
+            match StringSlot::at_last(&empty, "content") {
+                Some(slot) => self.text_template = Some((index, slot)),
+                None => return self.chunk(index, Delta { content: Some(text.to_owned()), ..Delta::default() }, None, true),
+            }
         }
-        let (_, before, after) = self.text_template.as_ref().expect("made above");
-        let mut out = Vec::with_capacity(before.len() + text.len() + 8 + after.len());
-        out.extend_from_slice(before);
-        serde_json::to_writer(&mut out, text).expect("writing a string to a Vec cannot fail");
-        out.extend_from_slice(after);
-        OutChunk { data: Bytes::from(out), content: true, finish: false, usage: None }
+        let (_, template) = self.text_template.as_ref().expect("made above");
+        OutChunk { data: template.fill(text), content: true, finish: false, usage: None }
     }
 
     fn chunk(&self, index: u32, delta: Delta, finish: Option<&str>, content: bool) -> OutChunk {

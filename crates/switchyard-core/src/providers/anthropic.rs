@@ -138,6 +138,11 @@ fn now_secs() -> u64 {
 
 /// A request the adapter cannot express for Anthropic (audio input, `n > 1`, ...): another
 /// target of the chain may still serve it.
+/// A chunk translated from Anthropic's events, as the stream yields it.
+fn translated(c: wire::TranslatedChunk) -> Chunk {
+    Chunk { data: c.data, content: c.content, finish: c.finish, usage: c.usage }
+}
+
 fn unsupported(message: String) -> ProviderError {
     ProviderError::Unsupported(message)
 }
@@ -274,7 +279,7 @@ impl Events {
     fn on_event(&mut self, ev: SseEvent) -> Result<(), ProviderError> {
         if let Mode::Translate(t) = &mut self.mode {
             if let Some(chunk) = t.text_delta(&ev.data) {
-                self.queue.extend(chunk.map(|c| Chunk { data: c.data, content: c.content, finish: c.finish, usage: c.usage }));
+                self.queue.extend(chunk.map(translated));
                 return Ok(());
             }
         }
@@ -289,7 +294,7 @@ impl Events {
             Mode::Translate(t) => {
                 let chunks = t.on_event(event).map_err(|e| error_event(e, secret))?;
                 self.finished = t.finished();
-                self.queue.extend(chunks.into_iter().map(|c| Chunk { data: c.data, content: c.content, finish: c.finish, usage: c.usage }));
+                self.queue.extend(chunks.into_iter().map(translated));
             }
             Mode::Native { alias, usage } => {
                 let chunk = native_chunk(ev.data, event, alias, usage)?;

@@ -18,7 +18,11 @@
 //!   Anthropic's events (`/v1/messages` served by an OpenAI-format target); and Gemini's
 //!   `streamGenerateContent` events to OpenAI chunks (the `gemini` provider);
 //! - `translate_request/openai_to_anthropic`: a typical OpenAI request deserialized, translated
-//!   to a Messages request and serialized, as the `anthropic` provider sends it.
+//!   to a Messages request and serialized, as the `anthropic` provider sends it;
+//!   `..._agent`: the same for an agent's turn (content parts, an image, a tool call and its
+//!   result, a tool definition); `translate_request/anthropic_to_openai`: the typical request
+//!   as Anthropic's Messages body, deserialized, translated and serialized as `/v1/messages`
+//!   does for an OpenAI-format target.
 //!
 //! `cargo bench -p switchyard-bench` (about a minute). Each benchmark measures for ~2 s.
 
@@ -27,12 +31,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use switchyard_bench::fixtures;
 use switchyard_core::wire::openai::{ChatRequest, ChunkPrefix, normalize_chunk, normalize_completion, normalize_stream_chunk};
-use switchyard_core::wire::anthropic::types::StreamEvent;
+use switchyard_core::wire::anthropic::types::{MessagesRequest, StreamEvent};
 use switchyard_core::wire::gemini::stream::SseTranslator;
 use switchyard_core::wire::gemini::{AnswerMeta, CallIds};
-use switchyard_core::wire::anthropic::{ToAnthropic, ToOpenAi, to_anthropic};
+use switchyard_core::wire::anthropic::{ToAnthropic, ToOpenAi, to_anthropic, to_openai};
 use switchyard_core::wire::openai::types::{ChatCompletionChunk, ChatCompletionRequest};
 use switchyard_core::wire::sse::SseParser;
 use switchyard_core::{Config, Routes};
@@ -323,12 +329,20 @@ fn translate(c: &mut Criterion) {
     group.bench_function("gemini_to_openai_50_chunks", |b| b.iter(|| gemini_to_openai(black_box(&gemini))));
     group.finish();
 
-    let body = fixtures::chat_request(ALIAS, false);
-    c.bench_function("translate_request/openai_to_anthropic", |b| {
+    let to_messages = |request: &ChatCompletionRequest| to_anthropic(request, "claude-sonnet-4-5", 4096).expect("translatable");
+    request_translation(c, "translate_request/openai_to_anthropic", &fixtures::chat_request(ALIAS, false), to_messages);
+    request_translation(c, "translate_request/openai_to_anthropic_agent", &fixtures::agent_request(ALIAS), to_messages);
+    let to_chat = |request: &MessagesRequest| to_openai(request).expect("translatable");
+    request_translation(c, "translate_request/anthropic_to_openai", &fixtures::messages_request(ALIAS), to_chat);
+}
+
+/// A request body deserialized as `In`, translated and serialized, as a translating provider
+/// or ingress does it.
+fn request_translation<In: DeserializeOwned, Out: Serialize>(c: &mut Criterion, name: &str, body: &str, translate: impl Fn(&In) -> Out) {
+    c.bench_function(name, |b| {
         b.iter(|| {
-            let request: ChatCompletionRequest = serde_json::from_str(black_box(&body)).expect("valid request");
-            let messages = to_anthropic(&request, "claude-sonnet-4-5", 4096).expect("translatable");
-            serde_json::to_vec(&messages).expect("serializable")
+            let request: In = serde_json::from_str(black_box(body)).expect("valid request");
+            serde_json::to_vec(&translate(&request)).expect("serializable")
         })
     });
 }

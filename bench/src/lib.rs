@@ -62,6 +62,41 @@ shipped and what I can do if it does not arrive before the weekend?";
         out
     }
 
+    /// An agent's turn (~1.3 KiB): a multi-line system prompt, a user message in content parts
+    /// with an image, the assistant's tool call, the tool's result, and a tool definition.
+    pub fn agent_request(model: &str) -> String {
+        let mut out = String::with_capacity(1536);
+        out.push_str("{\"model\":");
+        push_json_str(&mut out, model);
+        out.push_str(",\"messages\":[{\"role\":\"system\",\"content\":");
+        push_json_str(&mut out, &format!("{SYSTEM_PROMPT}\nTools: use lookup_order for anything about an order.\n\t- never guess"));
+        out.push_str("},{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":");
+        push_json_str(&mut out, USER_MESSAGE);
+        out.push_str(
+            "},{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://example.com/receipt.png\",\"detail\":\"low\"}}]},\
+             {\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_8f2a\",\"type\":\"function\",\
+             \"function\":{\"name\":\"lookup_order\",\"arguments\":\"{\\\"order_id\\\":\\\"A-1042\\\"}\"}}]},\
+             {\"role\":\"tool\",\"tool_call_id\":\"call_8f2a\",\"content\":\"{\\\"status\\\":\\\"label created\\\",\\\"carrier\\\":\\\"DHL\\\"}\"}],\
+             \"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"lookup_order\",\"description\":\"Look up an order by id\",\
+             \"parameters\":{\"type\":\"object\",\"properties\":{\"order_id\":{\"type\":\"string\"}},\"required\":[\"order_id\"]}}}],\
+             \"tool_choice\":\"auto\",\"temperature\":0.2,\"max_tokens\":512,\"stream\":true,\"stream_options\":{\"include_usage\":true}}",
+        );
+        out
+    }
+
+    /// The typical request of [`chat_request`] as Anthropic's Messages body (non-streamed).
+    pub fn messages_request(model: &str) -> String {
+        let mut out = String::with_capacity(768);
+        out.push_str("{\"model\":");
+        push_json_str(&mut out, model);
+        out.push_str(",\"system\":");
+        push_json_str(&mut out, SYSTEM_PROMPT);
+        out.push_str(",\"messages\":[{\"role\":\"user\",\"content\":");
+        push_json_str(&mut out, USER_MESSAGE);
+        out.push_str("}],\"max_tokens\":256,\"temperature\":0.7,\"top_p\":1,\"metadata\":{\"user_id\":\"bench-user-42\"}}");
+        out
+    }
+
     /// A long conversation of `messages` messages: a system message, then alternating user and
     /// assistant turns (~24 KiB for 100 messages), plus a tool definition, as agent frameworks
     /// send.

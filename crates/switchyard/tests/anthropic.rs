@@ -614,6 +614,8 @@ async fn messages_errors_are_anthropic_error_json() {
     let (kind, message) = error(&r);
     assert_eq!((r.status, kind.as_str()), (StatusCode::BAD_REQUEST, "invalid_request_error"));
     assert!(message.contains("messages[0].content"), "{message}");
+    // Says what the member may be (an untagged enum could only say that nothing matched).
+    assert!(message.contains("invalid type: integer `5`, expected a string or an array of content blocks"), "{message}");
 
     let r = post_messages(&gw, &messages_body(false)).await;
     assert_eq!((r.status, error(&r)), (StatusCode::BAD_REQUEST, ("invalid_request_error".into(), "Invalid request.".into())));

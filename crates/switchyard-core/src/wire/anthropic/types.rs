@@ -7,8 +7,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::wire::de::{StringOrSeq, object_with_extra};
+
 /// `POST /v1/messages` request body.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct MessagesRequest {
     pub model: String,
     pub messages: Vec<InputMessage>,
@@ -38,21 +40,40 @@ pub struct MessagesRequest {
     pub extra: Map<String, Value>,
 }
 
+object_with_extra!(MessagesRequest {
+    required: model, messages;
+    optional: system, max_tokens, metadata, stop_sequences, stream, temperature, top_p, top_k, tools, tool_choice;
+});
+
 /// `system`: a string, or an array of text blocks.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum System {
     Text(String),
     Blocks(Vec<ContentBlock>),
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+impl<'de> Deserialize<'de> for System {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match StringOrSeq::deserialize(d, "a string or an array of text blocks")? {
+            StringOrSeq::String(text) => System::Text(text),
+            StringOrSeq::Seq(blocks) => System::Blocks(blocks),
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Metadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+object_with_extra!(Metadata {
+    required: ;
+    optional: user_id;
+});
 
 /// One turn of the conversation: `user` or `assistant`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -62,11 +83,20 @@ pub struct InputMessage {
 }
 
 /// Message content: a string, or an array of content blocks.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum MessageContent {
     Text(String),
     Blocks(Vec<ContentBlock>),
+}
+
+impl<'de> Deserialize<'de> for MessageContent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match StringOrSeq::deserialize(d, "a string or an array of content blocks")? {
+            StringOrSeq::String(text) => MessageContent::Text(text),
+            StringOrSeq::Seq(blocks) => MessageContent::Blocks(blocks),
+        })
+    }
 }
 
 impl MessageContent {
@@ -100,7 +130,7 @@ impl ContentBlock {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct TextBlock {
     pub text: String,
     /// `cache_control`, `citations`, ...
@@ -108,19 +138,34 @@ pub struct TextBlock {
     pub extra: Map<String, Value>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+object_with_extra!(TextBlock {
+    required: text;
+    optional: ;
+});
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct ImageBlock {
     pub source: Source,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+object_with_extra!(ImageBlock {
+    required: source;
+    optional: ;
+});
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct DocumentBlock {
     pub source: Source,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+object_with_extra!(DocumentBlock {
+    required: source;
+    optional: ;
+});
 
 /// Where an image's or a document's bytes come from.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -133,7 +178,7 @@ pub enum Source {
     Other(Value),
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct ToolUseBlock {
     pub id: String,
     pub name: String,
@@ -144,7 +189,12 @@ pub struct ToolUseBlock {
     pub extra: Map<String, Value>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+object_with_extra!(ToolUseBlock {
+    required: id, name;
+    optional: input;
+});
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct ToolResultBlock {
     pub tool_use_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,7 +205,12 @@ pub struct ToolResultBlock {
     pub extra: Map<String, Value>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+object_with_extra!(ToolResultBlock {
+    required: tool_use_id;
+    optional: content, is_error;
+});
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct ThinkingBlock {
     #[serde(default)]
     pub thinking: String,
@@ -165,9 +220,14 @@ pub struct ThinkingBlock {
     pub extra: Map<String, Value>,
 }
 
+object_with_extra!(ThinkingBlock {
+    required: ;
+    optional: thinking, signature;
+});
+
 /// A tool definition. Client tools have no `type` (or `"custom"`); server tools
 /// (`web_search_20250305`, ...) have a versioned `type` and no `input_schema`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Tool {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
@@ -179,6 +239,11 @@ pub struct Tool {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+object_with_extra!(Tool {
+    required: name;
+    optional: kind = "type", description, input_schema;
+});
 
 /// `tool_choice`: `{"type": "auto" | "any" | "none" | "tool", "name"?, "disable_parallel_tool_use"?}`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -220,7 +285,7 @@ fn assistant_role() -> String {
 }
 
 /// Token usage. `input_tokens` excludes the tokens read from or written to the prompt cache.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Usage {
     #[serde(default)]
     pub input_tokens: u64,
@@ -235,8 +300,13 @@ pub struct Usage {
     pub extra: Map<String, Value>,
 }
 
+object_with_extra!(Usage {
+    required: ;
+    optional: input_tokens, cache_creation_input_tokens, cache_read_input_tokens, output_tokens;
+});
+
 /// The usage of a `message_delta` event: cumulative counts, any of which may be absent.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct DeltaUsage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_tokens: Option<u64>,
@@ -249,6 +319,11 @@ pub struct DeltaUsage {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+object_with_extra!(DeltaUsage {
+    required: ;
+    optional: input_tokens, cache_creation_input_tokens, cache_read_input_tokens, output_tokens;
+});
 
 /// One event of a streamed answer. The SSE `event:` name equals the JSON `type`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -318,7 +393,7 @@ pub enum BlockDelta {
     Other(Value),
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct MessageDeltaBody {
     #[serde(default)]
     pub stop_reason: Option<String>,
@@ -327,6 +402,11 @@ pub struct MessageDeltaBody {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+object_with_extra!(MessageDeltaBody {
+    required: ;
+    optional: stop_reason, stop_sequence;
+});
 
 /// `{"type": "overloaded_error", "message": "Overloaded"}`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]

@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::Usage;
+use crate::wire::de::{StringOrSeq, object_with_extra};
 
 /// `POST /v1/chat/completions` request body.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct ChatCompletionRequest {
     pub model: String,
     pub messages: Vec<Message>,
@@ -53,6 +54,13 @@ pub struct ChatCompletionRequest {
     pub extra: Map<String, Value>,
 }
 
+object_with_extra!(ChatCompletionRequest {
+    required: model, messages;
+    optional: stream, stream_options, tools, tool_choice, parallel_tool_calls, temperature, top_p, max_tokens,
+        max_completion_tokens, stop, n, seed, presence_penalty, frequency_penalty, response_format, user, metadata,
+        reasoning_effort;
+});
+
 impl ChatCompletionRequest {
     /// The output token limit, whichever field the caller used.
     pub fn max_output_tokens(&self) -> Option<u64> {
@@ -60,13 +68,18 @@ impl ChatCompletionRequest {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct StreamOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_usage: Option<bool>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+object_with_extra!(StreamOptions {
+    required: ;
+    optional: include_usage;
+});
 
 /// `stop`: one string or several.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -85,7 +98,7 @@ impl Stop {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Message {
     /// `system`, `developer`, `user`, `assistant`, `tool` (or the legacy `function`).
     pub role: String,
@@ -103,12 +116,26 @@ pub struct Message {
     pub extra: Map<String, Value>,
 }
 
+object_with_extra!(Message {
+    required: role;
+    optional: content, name, tool_calls, tool_call_id, refusal;
+});
+
 /// Message content: a string, or an array of parts.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum Content {
     Text(String),
     Parts(Vec<ContentPart>),
+}
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match StringOrSeq::deserialize(d, "a string or an array of content parts")? {
+            StringOrSeq::String(text) => Content::Text(text),
+            StringOrSeq::Seq(parts) => Content::Parts(parts),
+        })
+    }
 }
 
 impl Content {
@@ -279,7 +306,7 @@ pub struct ChunkChoice {
     pub finish_reason: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct Delta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -292,6 +319,11 @@ pub struct Delta {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+object_with_extra!(Delta {
+    required: ;
+    optional: role, content, tool_calls, refusal;
+});
 
 impl Delta {
     /// Carries model output (anything beyond a role or empty strings).

@@ -15,8 +15,9 @@
 //! - `sse_translate/*`: a 50-content-chunk stream translated between the formats, per event as
 //!   the native adapters do it: Anthropic's events (parsed, deserialized) to OpenAI chunks (the
 //!   `anthropic` provider serving an OpenAI-format caller), and normalized OpenAI chunks to
-//!   Anthropic's events (`/v1/messages` served by an OpenAI-format target); and Gemini's
-//!   `streamGenerateContent` events to OpenAI chunks (the `gemini` provider);
+//!   Anthropic's events (`/v1/messages` served by an OpenAI-format target); Gemini's
+//!   `streamGenerateContent` events to OpenAI chunks (the `gemini` provider); and Bedrock's
+//!   `ConverseStream` event-stream messages to OpenAI chunks (the `bedrock` provider);
 //! - `translate_request/openai_to_anthropic`: a typical OpenAI request deserialized, translated
 //!   to a Messages request and serialized, as the `anthropic` provider sends it;
 //!   `..._agent`: the same for an agent's turn (content parts, an image, a tool call and its
@@ -36,6 +37,8 @@ use serde::de::DeserializeOwned;
 use switchyard_bench::fixtures;
 use switchyard_core::wire::openai::{ChatRequest, ChunkPrefix, normalize_chunk, normalize_completion, normalize_stream_chunk};
 use switchyard_core::wire::anthropic::types::{MessagesRequest, StreamEvent};
+use switchyard_core::wire::bedrock::AnswerMeta as BedrockMeta;
+use switchyard_core::wire::bedrock::stream::StreamTranslator as BedrockTranslator;
 use switchyard_core::wire::gemini::stream::SseTranslator;
 use switchyard_core::wire::gemini::{AnswerMeta, CallIds};
 use switchyard_core::wire::anthropic::{ToAnthropic, ToOpenAi, to_anthropic, to_openai};
@@ -313,6 +316,34 @@ fn gemini_to_openai(reads: &[Bytes]) -> usize {
     written
 }
 
+/// A Bedrock `ConverseStream` answer as the network delivers it: one read per event-stream
+/// message (messageStart, `content_chunks` text deltas, contentBlockStop, messageStop, metadata),
+/// each with the padding member Bedrock adds, framed by the fake Bedrock's encoder.
+fn bedrock_reads(content_chunks: usize) -> Vec<Bytes> {
+    use serde_json::json;
+    use switchyard_fakes::bedrock::event;
+    let mut reads = vec![event("messageStart", json!({"role": "assistant"}))];
+    reads.extend((0..content_chunks).map(|i| event("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"text": format!(" word{i}")}}))));
+    reads.push(event("contentBlockStop", json!({"contentBlockIndex": 0})));
+    reads.push(event("messageStop", json!({"stopReason": "end_turn"})));
+    reads.push(event("metadata", json!({"usage": {"inputTokens": 112, "outputTokens": content_chunks, "totalTokens": 112 + content_chunks}, "metrics": {"latencyMs": 812}})));
+    reads.into_iter().map(Bytes::from).collect()
+}
+
+/// Bedrock's event stream → OpenAI chunks, as the `bedrock` provider relays a stream (frame
+/// decoding, CRC checks and translation); returns the bytes written.
+fn bedrock_to_openai(reads: &[Bytes]) -> usize {
+    let meta = BedrockMeta { id: "chatcmpl-x".to_owned(), created: 1_735_689_600, alias: ALIAS.to_owned() };
+    let mut translate = BedrockTranslator::new(meta, KEEP_USAGE);
+    let mut written = 0;
+    for read in reads {
+        for chunk in translate.push(read).expect("translatable") {
+            written += framed(&chunk.data);
+        }
+    }
+    written
+}
+
 /// Streams and requests translated between the two formats (the native adapters' hot path).
 fn translate(c: &mut Criterion) {
     let anthropic = anthropic_reads(&fixtures::anthropic_events(50));
@@ -327,6 +358,8 @@ fn translate(c: &mut Criterion) {
 
     let gemini: Vec<Bytes> = fixtures::gemini_events(50).iter().map(|p| Bytes::from(format!("data: {p}\n\n"))).collect();
     group.bench_function("gemini_to_openai_50_chunks", |b| b.iter(|| gemini_to_openai(black_box(&gemini))));
+    let bedrock = bedrock_reads(50);
+    group.bench_function("bedrock_to_openai_50_chunks", |b| b.iter(|| bedrock_to_openai(black_box(&bedrock))));
     group.finish();
 
     let to_messages = |request: &ChatCompletionRequest| to_anthropic(request, "claude-sonnet-4-5", 4096).expect("translatable");

@@ -7,6 +7,7 @@
 //! callers who asked; always the last chunk's [`OutChunk::usage`]). An exception frame is an
 //! error.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use bytes::Bytes;
@@ -15,6 +16,7 @@ use serde_json::Value;
 
 use super::eventstream::{EventStreamDecoder, Frame, FrameError};
 use super::{AnswerMeta, TokenUsage, finish_reason, usage_to_openai};
+use crate::wire::json::StringSlot;
 use crate::wire::openai::Usage;
 use crate::wire::openai::types::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCall, ToolCall, UsageDetail};
 
@@ -63,6 +65,20 @@ struct BlockDelta {
     delta: Value,
 }
 
+/// The text of a `contentBlockDelta` that carries text (nearly every event of a stream), read
+/// without building the delta as a `Value`; `None` for any other delta.
+#[derive(Deserialize)]
+struct TextDelta<'a> {
+    #[serde(borrow)]
+    delta: TextOnly<'a>,
+}
+
+#[derive(Deserialize)]
+struct TextOnly<'a> {
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MessageStop {
@@ -94,6 +110,9 @@ pub struct StreamTranslator {
     tools: HashMap<u64, u32>,
     finished: bool,
     done: bool,
+    /// A content chunk with its text left open, made at the first text delta: every text
+    /// chunk of the stream is the same but for the text ([`StreamTranslator::text_chunk`]).
+    text_template: Option<StringSlot>,
 }
 
 impl StreamTranslator {
@@ -107,6 +126,7 @@ impl StreamTranslator {
             tools: HashMap::new(),
             finished: false,
             done: false,
+            text_template: None,
         }
     }
 
@@ -167,6 +187,21 @@ impl StreamTranslator {
         out.push(OutChunk { data: self.chunk(delta, None), content: true, finish: false, usage: None });
     }
 
+    /// The content chunk of a non-empty text delta: the stream's template with `text` in it,
+    /// the bytes [`Self::content`] would build.
+    fn text_chunk(&mut self, text: &str, out: &mut Vec<OutChunk>) {
+        if self.text_template.is_none() {
+            let empty = self.chunk(Delta { content: Some(String::new()), ..Default::default() }, None);
+            self.text_template = StringSlot::at_last(&empty, "content");
+        }
+        let data = match &self.text_template {
+            Some(slot) => slot.fill(text),
+            None => self.chunk(Delta { content: Some(text.to_owned()), ..Default::default() }, None),
+        };
+        self.content_sent = true;
+        out.push(OutChunk { data, content: true, finish: false, usage: None });
+    }
+
     fn on_frame(&mut self, frame: Frame, out: &mut Vec<OutChunk>) -> Result<(), StreamError> {
         match frame.header(":message-type").unwrap_or("event") {
             "event" => {}
@@ -184,9 +219,9 @@ impl StreamTranslator {
                 return Err(StreamError::Exception { kind, message });
             }
         }
-        let kind = frame.header(":event-type").unwrap_or("").to_owned();
+        let kind = frame.header(":event-type").unwrap_or("");
         let parse_err = |e: serde_json::Error| StreamError::Invalid(format!("bad `{kind}` event: {e}"));
-        match kind.as_str() {
+        match kind {
             "messageStart" => self.role(out),
             "contentBlockStart" => {
                 self.role(out);
@@ -208,10 +243,16 @@ impl StreamTranslator {
             }
             "contentBlockDelta" => {
                 self.role(out);
+                if let Ok(TextDelta { delta: TextOnly { text: Some(text) } }) = serde_json::from_slice(&frame.payload) {
+                    if !text.is_empty() {
+                        self.text_chunk(&text, out);
+                    }
+                    return Ok(());
+                }
                 let d: BlockDelta = serde_json::from_slice(&frame.payload).map_err(parse_err)?;
                 if let Some(t) = d.delta.get("text").and_then(Value::as_str) {
                     if !t.is_empty() {
-                        self.content(Delta { content: Some(t.to_owned()), ..Default::default() }, out);
+                        self.text_chunk(t, out);
                     }
                 } else if let Some(tu) = d.delta.get("toolUse") {
                     let fragment = tu.get("input").and_then(Value::as_str).unwrap_or("");
@@ -278,5 +319,46 @@ impl StreamTranslator {
     fn tool_index(&mut self, block: u64) -> u32 {
         let next = self.tools.len() as u32;
         *self.tools.entry(block).or_insert(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_chunk_from_the_template_is_the_chunk_built_whole() {
+        for include_usage in [false, true] {
+            let meta = AnswerMeta { id: r#"chatcmpl-"content":"""#.into(), created: 7, alias: r#"chat "content":"" \ alias"#.into() };
+            let mut t = StreamTranslator::new(meta, include_usage);
+            for text in ["Hello", " \"quoted\" \\ back/slash", "line\nbreak\ttab", "\u{1}\u{7f} control", "Zürich 🌤", "\u{2028}"] {
+                let (mut fast, mut whole) = (Vec::new(), Vec::new());
+                t.text_chunk(text, &mut fast);
+                t.content(Delta { content: Some(text.to_owned()), ..Delta::default() }, &mut whole);
+                assert_eq!(fast, whole, "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_text_delta_takes_the_text_path() {
+        let frame = |payload: &str| {
+            super::super::eventstream::encode(&[(":event-type", "contentBlockDelta"), (":content-type", "application/json"), (":message-type", "event")], payload.as_bytes())
+        };
+        let meta = AnswerMeta { id: "chatcmpl-x".into(), created: 7, alias: "chat".into() };
+        let mut t = StreamTranslator::new(meta, false);
+        let texts = |t: &mut StreamTranslator, payload: &str| -> Vec<Value> {
+            t.push(&frame(payload)).unwrap().iter().filter(|c| c.content).map(|c| serde_json::from_slice::<Value>(&c.data).unwrap()["choices"][0]["delta"].clone()).collect()
+        };
+        assert_eq!(texts(&mut t, r#"{"contentBlockIndex":0,"delta":{"text":"a\"b\u00e9"},"p":"abc"}"#), [serde_json::json!({"content": "a\"bé"})]);
+        assert!(texts(&mut t, r#"{"contentBlockIndex":0,"delta":{"text":""}}"#).is_empty());
+        assert_eq!(
+            texts(&mut t, r#"{"contentBlockIndex":1,"delta":{"reasoningContent":{"text":"hmm"}}}"#),
+            [serde_json::json!({"reasoning_content": "hmm"})]
+        );
+        assert_eq!(
+            texts(&mut t, r#"{"contentBlockIndex":2,"delta":{"toolUse":{"input":"{\"q\""}}}"#),
+            [serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"q\""}}]})]
+        );
     }
 }

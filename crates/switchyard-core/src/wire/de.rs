@@ -45,7 +45,7 @@ macro_rules! object_with_extra {
                         $(let mut $req = None;)*
                         $(let mut $opt = None;)*
                         let mut extra = ::serde_json::Map::new();
-                        while let Some($crate::wire::json::Key(key)) = map.next_key()? {
+                        while let Some($crate::wire::json::Str(key)) = map.next_key()? {
                             $(
                                 if key == $crate::wire::de::member_name!($req $(, $req_name)?) {
                                     if $req.is_some() {

@@ -6,25 +6,26 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-/// An object key, borrowed from the input unless it contained escapes.
-pub struct Key<'a>(pub Cow<'a, str>);
+/// A JSON string (an object key, a text), borrowed from the input unless it contained escapes.
+/// (serde fills a `Cow<str>` borrowed only as a field of its own, not inside an `Option`.)
+pub struct Str<'a>(pub Cow<'a, str>);
 
-impl<'de> de::Deserialize<'de> for Key<'de> {
+impl<'de: 'a, 'a> de::Deserialize<'de> for Str<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Str<'a>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string key")
+                f.write_str("a string")
             }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Str<'a>, E> {
+                Ok(Str(Cow::Borrowed(v)))
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Str<'a>, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
             }
         }
-        d.deserialize_str(V)
+        d.deserialize_str(V(std::marker::PhantomData))
     }
 }
 
@@ -41,7 +42,7 @@ pub fn entries(json: &str) -> Result<Entries<'_>, serde_json::Error> {
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut out = Vec::with_capacity(map.size_hint().unwrap_or(8));
-            while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            while let Some(Str(k)) = map.next_key::<Str<'de>>()? {
                 out.push((k, map.next_value::<&'de RawValue>()?));
             }
             Ok(out)
@@ -152,6 +153,20 @@ mod tests {
         }
         assert!(StringSlot::at_last(br#"{"content":"x"}"#, "content").is_none(), "only an empty value is a slot");
         assert!(StringSlot::at_last(br#"{"text":""}"#, "content").is_none());
+    }
+
+    #[test]
+    fn a_str_borrows_unless_escaped_even_inside_an_option() {
+        #[derive(serde::Deserialize)]
+        struct Peek<'a> {
+            #[serde(borrow)]
+            plain: Option<Str<'a>>,
+            #[serde(borrow)]
+            escaped: Option<Str<'a>>,
+        }
+        let p: Peek<'_> = serde_json::from_str(r#"{"plain":"a b","escaped":"a\"b"}"#).unwrap();
+        assert!(matches!(p.plain, Some(Str(Cow::Borrowed("a b")))));
+        assert!(matches!(p.escaped, Some(Str(Cow::Owned(ref s))) if s == "a\"b"));
     }
 
     #[test]

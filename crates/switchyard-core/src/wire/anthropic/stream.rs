@@ -14,7 +14,7 @@ use super::response::{finish_from_stop_reason, message_id, stop_reason_from_fini
 use super::types::{
     BlockDelta, ContentBlock, DeltaUsage, ErrorBody, Message, MessageDeltaBody, StreamEvent, TextBlock, ToolUseBlock, Usage,
 };
-use crate::wire::json::StringSlot;
+use crate::wire::json::{Str, StringSlot};
 use crate::wire::openai::Usage as UsageSummary;
 use crate::wire::openai::types::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCall, ToolCall, UsageDetail};
 
@@ -60,7 +60,7 @@ struct TextDeltaBody<'a> {
     #[serde(rename = "type", borrow)]
     kind: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
-    text: Option<std::borrow::Cow<'a, str>>,
+    text: Option<Str<'a>>,
 }
 
 impl ToOpenAi {
@@ -92,7 +92,7 @@ impl ToOpenAi {
         if event.kind != "content_block_delta" || event.delta.kind != "text_delta" {
             return None;
         }
-        let text = event.delta.text?;
+        let Str(text) = event.delta.text?;
         if text.is_empty() {
             return Some(None);
         }
@@ -302,7 +302,7 @@ struct ChoicePeek<'a> {
 #[derive(serde::Deserialize)]
 struct DeltaPeek<'a> {
     #[serde(default, borrow)]
-    content: Option<std::borrow::Cow<'a, str>>,
+    content: Option<Str<'a>>,
     #[serde(default)]
     refusal: Option<serde::de::IgnoredAny>,
     #[serde(default)]
@@ -334,7 +334,7 @@ impl ToAnthropic {
         let peek: TextChunkPeek<'_> = serde_json::from_slice(data).ok()?;
         let (choice,) = &peek.choices;
         let delta = &choice.delta;
-        let text = delta.content.as_deref().filter(|t| !t.is_empty())?;
+        let text = delta.content.as_ref().map(|Str(t)| t.as_ref()).filter(|t| !t.is_empty())?;
         if choice.index != 0 || choice.finish_reason.is_some() || delta.refusal.is_some() || delta.tool_calls.is_some() || peek.usage.is_some() || peek.switchyard.is_some() {
             return None;
         }

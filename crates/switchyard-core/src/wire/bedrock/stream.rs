@@ -7,7 +7,6 @@
 //! callers who asked; always the last chunk's [`OutChunk::usage`]). An exception frame is an
 //! error.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use bytes::Bytes;
@@ -16,7 +15,7 @@ use serde_json::Value;
 
 use super::eventstream::{EventStreamDecoder, Frame, FrameError};
 use super::{AnswerMeta, TokenUsage, finish_reason, usage_to_openai};
-use crate::wire::json::StringSlot;
+use crate::wire::json::{Str, StringSlot};
 use crate::wire::openai::Usage;
 use crate::wire::openai::types::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCall, ToolCall, UsageDetail};
 
@@ -76,7 +75,7 @@ struct TextDelta<'a> {
 #[derive(Deserialize)]
 struct TextOnly<'a> {
     #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
+    text: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -243,7 +242,7 @@ impl StreamTranslator {
             }
             "contentBlockDelta" => {
                 self.role(out);
-                if let Ok(TextDelta { delta: TextOnly { text: Some(text) } }) = serde_json::from_slice(&frame.payload) {
+                if let Ok(TextDelta { delta: TextOnly { text: Some(Str(text)) } }) = serde_json::from_slice(&frame.payload) {
                     if !text.is_empty() {
                         self.text_chunk(&text, out);
                     }

@@ -23,7 +23,7 @@
 //!   `..._agent`: the same for an agent's turn (content parts, an image, a tool call and its
 //!   result, a tool definition); `translate_request/anthropic_to_openai`: the typical request
 //!   as Anthropic's Messages body, deserialized, translated and serialized as `/v1/messages`
-//!   does for an OpenAI-format target.
+//!   does for an OpenAI-format target, and `..._agent` the agent's turn in content blocks.
 //!
 //! `cargo bench -p switchyard-bench` (about a minute). Each benchmark measures for ~2 s.
 
@@ -367,6 +367,7 @@ fn translate(c: &mut Criterion) {
     request_translation(c, "translate_request/openai_to_anthropic_agent", &fixtures::agent_request(ALIAS), to_messages);
     let to_chat = |request: &MessagesRequest| to_openai(request).expect("translatable");
     request_translation(c, "translate_request/anthropic_to_openai", &fixtures::messages_request(ALIAS), to_chat);
+    request_translation(c, "translate_request/anthropic_to_openai_agent", &fixtures::messages_agent_request(ALIAS), to_chat);
 }
 
 /// A request body deserialized as `In`, translated and serialized, as a translating provider

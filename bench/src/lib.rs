@@ -97,6 +97,28 @@ shipped and what I can do if it does not arrive before the weekend?";
         out
     }
 
+    /// The agent's turn of [`agent_request`] as Anthropic's Messages body: content blocks (text
+    /// and an image; text and a tool use; a tool result), a tool definition.
+    pub fn messages_agent_request(model: &str) -> String {
+        let mut out = String::with_capacity(1536);
+        out.push_str("{\"model\":");
+        push_json_str(&mut out, model);
+        out.push_str(",\"system\":");
+        push_json_str(&mut out, &format!("{SYSTEM_PROMPT}\nTools: use lookup_order for anything about an order.\n\t- never guess"));
+        out.push_str(",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":");
+        push_json_str(&mut out, USER_MESSAGE);
+        out.push_str(
+            "},{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":\"https://example.com/receipt.png\"}}]},\
+             {\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"Let me look that up.\"},\
+             {\"type\":\"tool_use\",\"id\":\"toolu_8f2a\",\"name\":\"lookup_order\",\"input\":{\"order_id\":\"A-1042\"}}]},\
+             {\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"toolu_8f2a\",\"content\":\"{\\\"status\\\":\\\"label created\\\",\\\"carrier\\\":\\\"DHL\\\"}\"}]}],\
+             \"tools\":[{\"name\":\"lookup_order\",\"description\":\"Look up an order by id\",\
+             \"input_schema\":{\"type\":\"object\",\"properties\":{\"order_id\":{\"type\":\"string\"}},\"required\":[\"order_id\"]}}],\
+             \"tool_choice\":{\"type\":\"auto\"},\"temperature\":0.2,\"max_tokens\":512,\"stream\":true}",
+        );
+        out
+    }
+
     /// A long conversation of `messages` messages: a system message, then alternating user and
     /// assistant turns (~24 KiB for 100 messages), plus a tool definition, as agent frameworks
     /// send.

@@ -11,7 +11,11 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use super::json::Str;
 
 /// `impl Deserialize` for a struct with named members and an `extra: Map<String, Value>` that
 /// receives every other member, as `#[serde(flatten)] extra` would, without the buffering.
@@ -129,9 +133,90 @@ impl<T> StringOrSeq<T> {
     }
 }
 
+/// An internally tagged enum (`"type"` names the variant) with a catch-all for the rest, as
+/// `#[serde(tag = "type")]` with an `#[serde(untagged)] Other(Value)` variant derives it.
+pub trait Tagged: Sized {
+    /// The `type`s with a variant of their own.
+    const TAGS: &'static [&'static str];
+    /// The variant of `tag` (one of [`Self::TAGS`]) read from the object's other members.
+    fn variant<'de, D: Deserializer<'de>>(tag: &str, rest: D) -> Result<Self, D::Error>;
+    /// Anything else, kept as it came.
+    fn other(value: Value) -> Self;
+}
+
+/// Reads a [`Tagged`] enum. The derive buffers every such object whole before it looks at the
+/// tag; here an object whose first member is `type`, as every SDK writes it, has its variant read
+/// straight from the members that follow. An object with `type` later (or none) is collected
+/// and read as the derive reads it: a known tag's variant if its members fit, else
+/// [`Tagged::other`]. The one difference: a first-member `type` whose variant's members do not
+/// fit is an error naming them, where the derive would keep the object as the catch-all.
+pub fn tag_first<'de, D: Deserializer<'de>, T: Tagged>(d: D) -> Result<T, D::Error> {
+    d.deserialize_any(TagFirst(PhantomData))
+}
+
+struct TagFirst<T>(PhantomData<T>);
+
+impl<'de, T: Tagged> Visitor<'de> for TagFirst<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+        let mut members = Map::new();
+        match map.next_key::<Str<'de>>()? {
+            None => return Ok(T::other(Value::Object(members))),
+            Some(Str(key)) if key == "type" => {
+                let tag: Value = map.next_value()?;
+                if let Some(tag) = tag.as_str().filter(|t| T::TAGS.contains(t)) {
+                    return T::variant(tag, MapAccessDeserializer::new(map));
+                }
+                members.insert("type".to_owned(), tag);
+            }
+            Some(Str(key)) => {
+                let value = map.next_value()?;
+                members.insert(key.into_owned(), value);
+            }
+        }
+        while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
+            let value = map.next_value()?;
+            members.insert(key.into_owned(), value);
+        }
+        let whole = Value::Object(members);
+        match whole.get("type").and_then(Value::as_str).filter(|t| T::TAGS.contains(t)) {
+            Some(tag) => {
+                let mut rest = whole.clone();
+                rest.as_object_mut().map(|m| m.remove("type"));
+                Ok(T::variant(tag, rest).unwrap_or_else(|_| T::other(whole)))
+            }
+            None => Ok(T::other(whole)),
+        }
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
+        Value::deserialize(SeqAccessDeserializer::new(seq)).map(T::other)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        Ok(T::other(Value::from(v)))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<T, E> {
+        Ok(T::other(Value::from(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        Ok(T::other(Value::from(v)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        Ok(T::other(Value::from(v)))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+        Ok(T::other(Value::from(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<T, E> {
+        Ok(T::other(Value::Null))
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use serde_json::{Map, Value, json};
+    use serde_json::json;
 
     use super::*;
 
@@ -171,6 +256,43 @@ mod tests {
         assert!(e.contains("invalid type: string \"3\", expected u32"), "{e}");
         let e = serde_json::from_str::<Shape>(r#"["a"]"#).unwrap_err().to_string();
         assert!(e.contains("expected struct Shape"), "{e}");
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Part {
+        Text(Shape),
+        Other(Value),
+    }
+    impl Tagged for Part {
+        const TAGS: &'static [&'static str] = &["text"];
+        fn variant<'de, D: Deserializer<'de>>(_: &str, rest: D) -> Result<Self, D::Error> {
+            Shape::deserialize(rest).map(Part::Text)
+        }
+        fn other(value: Value) -> Self {
+            Part::Other(value)
+        }
+    }
+    impl<'de> Deserialize<'de> for Part {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            tag_first(d)
+        }
+    }
+
+    #[test]
+    fn a_tagged_enum_reads_as_the_derive_reads_it() {
+        let text = |v: &str| serde_json::from_str::<Part>(v);
+        let shape = Part::Text(Shape { name: "a".into(), kind: None, count: 0, extra: Map::from_iter([("x".to_owned(), json!(1))]) });
+        // `type` first (the fast way) or later (collected first): the same variant, `type` not in `extra`.
+        assert_eq!(text(r#"{"type":"text","name":"a","x":1}"#).unwrap(), shape);
+        assert_eq!(text(r#"{"name":"a","type":"text","x":1}"#).unwrap(), shape);
+        assert_eq!(serde_json::from_value::<Part>(json!({"x": 1, "name": "a", "type": "text"})).unwrap(), shape);
+        // Unknown types, no type, a later type whose members do not fit, and non-objects: kept whole.
+        for v in [r#"{"type":"image","url":"u"}"#, r#"{"name":"a"}"#, r#"{"name":5,"type":"text"}"#, "{}", r#""hi""#, "[1,{}]", "3", "null", "true"] {
+            assert_eq!(text(v).unwrap(), Part::Other(serde_json::from_str(v).unwrap()), "{v}");
+        }
+        // The one difference from the derive: a first-member type whose members do not fit.
+        let e = text(r#"{"type":"text","name":5}"#).unwrap_err().to_string();
+        assert!(e.contains("invalid type: integer `5`, expected a string"), "{e}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::wire::de::{StringOrSeq, object_with_extra};
+use crate::wire::de::{StringOrSeq, Tagged, object_with_extra, tag_first};
 
 /// `POST /v1/messages` request body.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -110,7 +110,7 @@ impl MessageContent {
 }
 
 /// A content block, in a request or an answer.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentBlock {
     Text(TextBlock),
@@ -122,6 +122,30 @@ pub enum ContentBlock {
     /// Server tools, citations-only blocks, newer block kinds: carried as they are.
     #[serde(untagged)]
     Other(Value),
+}
+
+impl Tagged for ContentBlock {
+    const TAGS: &'static [&'static str] = &["text", "image", "document", "tool_use", "tool_result", "thinking"];
+    fn variant<'de, D: serde::Deserializer<'de>>(tag: &str, rest: D) -> Result<Self, D::Error> {
+        match tag {
+            "text" => TextBlock::deserialize(rest).map(ContentBlock::Text),
+            "image" => ImageBlock::deserialize(rest).map(ContentBlock::Image),
+            "document" => DocumentBlock::deserialize(rest).map(ContentBlock::Document),
+            "tool_use" => ToolUseBlock::deserialize(rest).map(ContentBlock::ToolUse),
+            "tool_result" => ToolResultBlock::deserialize(rest).map(ContentBlock::ToolResult),
+            "thinking" => ThinkingBlock::deserialize(rest).map(ContentBlock::Thinking),
+            other => Err(serde::de::Error::unknown_variant(other, Self::TAGS)),
+        }
+    }
+    fn other(value: Value) -> Self {
+        ContentBlock::Other(value)
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentBlock {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        tag_first(d)
+    }
 }
 
 impl ContentBlock {

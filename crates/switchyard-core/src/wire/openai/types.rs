@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::Usage;
-use crate::wire::de::{StringOrSeq, object_with_extra};
+use crate::wire::de::{StringOrSeq, Tagged, object_with_extra, tag_first};
 
 /// `POST /v1/chat/completions` request body.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -163,7 +163,7 @@ impl Content {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentPart {
     Text { text: String },
@@ -172,6 +172,45 @@ pub enum ContentPart {
     File { file: Value },
     #[serde(untagged)]
     Other(Value),
+}
+
+impl Tagged for ContentPart {
+    const TAGS: &'static [&'static str] = &["text", "image_url", "input_audio", "file"];
+    fn variant<'de, D: serde::Deserializer<'de>>(tag: &str, rest: D) -> Result<Self, D::Error> {
+        // The variants' members; others are ignored, as the derive ignores them.
+        #[derive(Deserialize)]
+        struct Text {
+            text: String,
+        }
+        #[derive(Deserialize)]
+        struct Image {
+            image_url: ImageUrl,
+        }
+        #[derive(Deserialize)]
+        struct Audio {
+            input_audio: Value,
+        }
+        #[derive(Deserialize)]
+        struct File {
+            file: Value,
+        }
+        match tag {
+            "text" => Text::deserialize(rest).map(|p| ContentPart::Text { text: p.text }),
+            "image_url" => Image::deserialize(rest).map(|p| ContentPart::ImageUrl { image_url: p.image_url }),
+            "input_audio" => Audio::deserialize(rest).map(|p| ContentPart::InputAudio { input_audio: p.input_audio }),
+            "file" => File::deserialize(rest).map(|p| ContentPart::File { file: p.file }),
+            other => Err(serde::de::Error::unknown_variant(other, Self::TAGS)),
+        }
+    }
+    fn other(value: Value) -> Self {
+        ContentPart::Other(value)
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentPart {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        tag_first(d)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -402,6 +441,27 @@ mod tests {
         let ContentPart::ImageUrl { image_url } = &r.messages[1].content.as_ref().unwrap().parts()[1] else { panic!() };
         assert_eq!(image_url.data_url(), Some(("image/png", "iVBOR")));
         assert_eq!(serde_json::to_value(&r).unwrap(), v);
+    }
+
+    #[test]
+    fn content_parts_read_in_any_member_order() {
+        let parts: Vec<ContentPart> = serde_json::from_str(
+            r#"[{"type":"text","text":"a","cache_control":{"type":"ephemeral"}}, {"text":"b","type":"text"},
+                {"image_url":{"url":"u"},"type":"image_url"}, {"type":"input_audio","input_audio":{"data":"AA==","format":"wav"}},
+                {"type":"refusal","refusal":"no"}, {"text":5,"type":"text"}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            parts,
+            [
+                ContentPart::Text { text: "a".into() },
+                ContentPart::Text { text: "b".into() },
+                ContentPart::ImageUrl { image_url: ImageUrl { url: "u".into(), detail: None } },
+                ContentPart::InputAudio { input_audio: json!({"data": "AA==", "format": "wav"}) },
+                ContentPart::Other(json!({"type": "refusal", "refusal": "no"})),
+                ContentPart::Other(json!({"text": 5, "type": "text"})),
+            ]
+        );
     }
 
     #[test]

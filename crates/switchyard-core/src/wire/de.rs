@@ -3,8 +3,9 @@
 //! serde's derive buffers whenever it cannot tell from the first token what it is reading: a
 //! struct with a `#[serde(flatten)]` catch-all map collects the whole object into a generic
 //! tree of its own (every string copied) and deserializes the fields from that tree again, and
-//! an untagged enum does the same to try each variant in turn. The shapes below (a struct whose
-//! unknown members go to `extra`; a string or an array) are read straight from the input
+//! an untagged enum does the same to try each variant in turn, an internally tagged one to find
+//! its tag. The shapes below (a struct whose unknown members go to `extra`; a string or an
+//! array; a content part or block whose `type` comes first) are read straight from the input
 //! instead. Serialization stays derived.
 
 use std::fmt;

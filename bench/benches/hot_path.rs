@@ -17,7 +17,8 @@
 //!   `anthropic` provider serving an OpenAI-format caller), and normalized OpenAI chunks to
 //!   Anthropic's events (`/v1/messages` served by an OpenAI-format target); Gemini's
 //!   `streamGenerateContent` events to OpenAI chunks (the `gemini` provider); and Bedrock's
-//!   `ConverseStream` event-stream messages to OpenAI chunks (the `bedrock` provider);
+//!   `ConverseStream` event-stream messages to OpenAI chunks (the `bedrock` provider), and
+//!   Ollama's `/api/chat` NDJSON lines to OpenAI chunks (the `ollama` provider);
 //! - `translate_request/openai_to_anthropic`: a typical OpenAI request deserialized, translated
 //!   to a Messages request and serialized, as the `anthropic` provider sends it;
 //!   `..._agent`: the same for an agent's turn (content parts, an image, a tool call and its
@@ -27,6 +28,7 @@
 //!
 //! `cargo bench -p switchyard-bench` (about a minute). Each benchmark measures for ~2 s.
 
+use std::collections::VecDeque;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -37,12 +39,14 @@ use serde::de::DeserializeOwned;
 use switchyard_bench::fixtures;
 use switchyard_core::wire::openai::{ChatRequest, ChunkPrefix, normalize_chunk, normalize_completion, normalize_stream_chunk};
 use switchyard_core::wire::anthropic::types::{MessagesRequest, StreamEvent};
+use switchyard_core::providers::ollama::StreamTranslator as OllamaTranslator;
 use switchyard_core::wire::bedrock::AnswerMeta as BedrockMeta;
 use switchyard_core::wire::bedrock::stream::StreamTranslator as BedrockTranslator;
 use switchyard_core::wire::gemini::stream::SseTranslator;
 use switchyard_core::wire::gemini::{AnswerMeta, CallIds};
 use switchyard_core::wire::anthropic::{ToAnthropic, ToOpenAi, to_anthropic, to_openai};
 use switchyard_core::wire::openai::types::{ChatCompletionChunk, ChatCompletionRequest};
+use switchyard_core::wire::ndjson::NdjsonParser;
 use switchyard_core::wire::sse::SseParser;
 use switchyard_core::{Config, Routes};
 
@@ -344,6 +348,39 @@ fn bedrock_to_openai(reads: &[Bytes]) -> usize {
     written
 }
 
+/// An Ollama `/api/chat` stream as the network delivers it: one read per NDJSON line
+/// (`content_chunks` text lines, then the `done` line with the counts and durations).
+fn ollama_reads(content_chunks: usize) -> Vec<Bytes> {
+    let mut reads: Vec<Bytes> = (0..content_chunks)
+        .map(|i| Bytes::from(format!(r#"{{"model":"llama3.2","created_at":"2026-12-07T13:18:00.{i:06}Z","message":{{"role":"assistant","content":" word{i}"}},"done":false}}"#) + "\n"))
+        .collect();
+    reads.push(Bytes::from(format!(
+        r#"{{"model":"llama3.2","created_at":"2026-12-07T13:18:01.000000Z","message":{{"role":"assistant","content":""}},"done_reason":"stop","done":true,"total_duration":812345678,"load_duration":1234567,"prompt_eval_count":112,"prompt_eval_duration":23456789,"eval_count":{content_chunks},"eval_duration":765432109}}"#
+    ) + "\n"));
+    reads
+}
+
+/// Ollama's NDJSON lines → OpenAI chunks, as the `ollama` provider relays a stream (line
+/// splitting and translation); returns the bytes written.
+fn ollama_to_openai(reads: &[Bytes]) -> usize {
+    let mut parser = NdjsonParser::new();
+    let mut translate = OllamaTranslator::new(ALIAS, KEEP_USAGE);
+    let mut chunks = VecDeque::new();
+    let mut written = 0;
+    for read in reads {
+        parser.push(read);
+        while let Some(line) = parser.next_line().expect("lines are small") {
+            translate.on_line(&line, &mut chunks).expect("translatable");
+            for chunk in chunks.drain(..) {
+                if !chunk.data.is_empty() {
+                    written += framed(&chunk.data);
+                }
+            }
+        }
+    }
+    written
+}
+
 /// Streams and requests translated between the two formats (the native adapters' hot path).
 fn translate(c: &mut Criterion) {
     let anthropic = anthropic_reads(&fixtures::anthropic_events(50));
@@ -360,6 +397,8 @@ fn translate(c: &mut Criterion) {
     group.bench_function("gemini_to_openai_50_chunks", |b| b.iter(|| gemini_to_openai(black_box(&gemini))));
     let bedrock = bedrock_reads(50);
     group.bench_function("bedrock_to_openai_50_chunks", |b| b.iter(|| bedrock_to_openai(black_box(&bedrock))));
+    let ollama = ollama_reads(50);
+    group.bench_function("ollama_to_openai_50_chunks", |b| b.iter(|| ollama_to_openai(black_box(&ollama))));
     group.finish();
 
     let to_messages = |request: &ChatCompletionRequest| to_anthropic(request, "claude-sonnet-4-5", 4096).expect("translatable");

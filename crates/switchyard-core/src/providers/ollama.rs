@@ -7,7 +7,7 @@
 //! `response_format` → `format`. Answers come back as OpenAI shapes; `done_reason` and the eval
 //! counts become `finish_reason` and `usage`. Ollama sends no tool-call ids: `call_<n>` is used.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -31,6 +31,7 @@ use super::{
 };
 use crate::config::ProbeKind;
 use crate::wire::openai::embeddings::{EmbedInput, EmbeddingFields, list_body};
+use crate::wire::json::StringSlot;
 use crate::wire::ndjson::NdjsonParser;
 use crate::wire::openai::types::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice, ChunkChoice, Content, ContentPart, Delta,
@@ -113,7 +114,8 @@ impl Provider for Ollama {
             let (_, body) = post_checked(&self.client, &self.chat, Bytes::from(body.to_string()), call.timeouts.idle, |status, headers, bytes| upstream_status(status, headers, bytes, &secrets)).await?;
             let meta = Meta::new(call.alias);
             if call.request.stream {
-                return Ok(Reply::Stream(Box::pin(NdjsonChunks::new(body, meta, call.request.include_usage))));
+                let translate = StreamTranslator::with_meta(meta, call.request.include_usage);
+                return Ok(Reply::Stream(Box::pin(NdjsonChunks::new(body, translate))));
             }
             let bytes = read_body(body, call.timeouts.idle, MAX_BODY).await?;
             let answer: Answer = serde_json::from_slice(&bytes).map_err(|e| ProviderError::Protocol(format!("not an Ollama chat answer: {e}")))?;
@@ -460,33 +462,33 @@ fn completion(meta: &Meta, a: Answer) -> (ChatCompletion, Usage) {
     (completion, usage.summary())
 }
 
-/// Ollama's NDJSON stream as OpenAI chunks.
-struct NdjsonChunks {
-    body: UpstreamBody,
-    parser: NdjsonParser,
+/// Ollama's NDJSON stream lines as OpenAI chunks, one line at a time (the I/O is
+/// [`NdjsonChunks`]'s).
+pub struct StreamTranslator {
     meta: Meta,
     include_usage: bool,
-    /// Chunks produced by one line, waiting to be yielded.
-    pending: std::collections::VecDeque<Chunk>,
     sent_role: bool,
     tool_calls: usize,
     finished: bool,
-    done: bool,
+    /// A content chunk with its text left open, made at the first text: every text chunk of
+    /// the stream is the same but for the text.
+    text_template: Option<StringSlot>,
 }
 
-impl NdjsonChunks {
-    fn new(body: UpstreamBody, meta: Meta, include_usage: bool) -> Self {
-        NdjsonChunks {
-            body,
-            parser: NdjsonParser::new(),
-            meta,
-            include_usage,
-            pending: Default::default(),
-            sent_role: false,
-            tool_calls: 0,
-            finished: false,
-            done: false,
-        }
+impl StreamTranslator {
+    /// `alias` is reported as the chunks' `model`; `include_usage`: the caller asked for a
+    /// usage chunk.
+    pub fn new(alias: &str, include_usage: bool) -> Self {
+        Self::with_meta(Meta::new(alias), include_usage)
+    }
+
+    fn with_meta(meta: Meta, include_usage: bool) -> Self {
+        StreamTranslator { meta, include_usage, sent_role: false, tool_calls: 0, finished: false, text_template: None }
+    }
+
+    /// The last line (`"done": true`) has been translated.
+    pub fn finished(&self) -> bool {
+        self.finished
     }
 
     fn chunk(&self, delta: Delta, finish: Option<String>, usage: Option<Option<UsageDetail>>) -> Bytes {
@@ -502,8 +504,21 @@ impl NdjsonChunks {
         Bytes::from(serde_json::to_vec(&c).unwrap_or_default())
     }
 
-    /// Turns one stream line into chunks (queued in `pending`).
-    fn on_line(&mut self, line: &[u8]) -> Result<(), ProviderError> {
+    /// The content chunk of `text`: the stream's template with the text in it, the bytes
+    /// [`Self::chunk`] would build.
+    fn text_chunk(&mut self, text: &str) -> Bytes {
+        if self.text_template.is_none() {
+            let empty = self.chunk(Delta { content: Some(String::new()), ..Default::default() }, None, None);
+            self.text_template = StringSlot::at_last(&empty, "content");
+        }
+        match &self.text_template {
+            Some(slot) => slot.fill(text),
+            None => self.chunk(Delta { content: Some(text.to_owned()), ..Default::default() }, None, None),
+        }
+    }
+
+    /// Translates one stream line, appending its chunks to `out`.
+    pub fn on_line(&mut self, line: &[u8], out: &mut VecDeque<Chunk>) -> Result<(), ProviderError> {
         let a: Answer = serde_json::from_slice(line).map_err(|e| ProviderError::Protocol(format!("bad stream line: {e}")))?;
         if let Some(e) = a.error {
             return Err(ProviderError::Stream(e));
@@ -512,27 +527,27 @@ impl NdjsonChunks {
             self.sent_role = true;
             let delta = Delta { role: Some("assistant".into()), content: Some(String::new()), ..Default::default() };
             let data = self.chunk(delta, None, None);
-            self.pending.push_back(Chunk { data, content: false, finish: false, usage: None });
+            out.push_back(Chunk { data, content: false, finish: false, usage: None });
         }
         let done = a.done;
         let usage = usage_of(&a);
         let done_reason = a.done_reason.clone();
         let msg = a.message.unwrap_or_default();
         if !msg.content.is_empty() {
-            let data = self.chunk(Delta { content: Some(msg.content), ..Default::default() }, None, None);
-            self.pending.push_back(Chunk { data, content: true, finish: false, usage: None });
+            let data = self.text_chunk(&msg.content);
+            out.push_back(Chunk { data, content: true, finish: false, usage: None });
         }
         if !msg.tool_calls.is_empty() {
             let calls = tool_calls(msg.tool_calls, self.tool_calls, true);
             self.tool_calls += calls.len();
             let data = self.chunk(Delta { tool_calls: Some(calls), ..Default::default() }, None, None);
-            self.pending.push_back(Chunk { data, content: true, finish: false, usage: None });
+            out.push_back(Chunk { data, content: true, finish: false, usage: None });
         }
         if done {
             self.finished = true;
             let finish = finish_reason(done_reason.as_deref(), self.tool_calls > 0);
             let data = self.chunk(Delta::default(), Some(finish), None);
-            self.pending.push_back(Chunk { data, content: false, finish: true, usage: None });
+            out.push_back(Chunk { data, content: false, finish: true, usage: None });
             // The usage: a chunk of its own for callers who asked, else known to the gateway only.
             let data = if self.include_usage {
                 let c = ChatCompletionChunk {
@@ -548,9 +563,30 @@ impl NdjsonChunks {
             } else {
                 Bytes::new()
             };
-            self.pending.push_back(Chunk { data, content: false, finish: false, usage: Some(usage.summary()) });
-            self.done = true;
+            out.push_back(Chunk { data, content: false, finish: false, usage: Some(usage.summary()) });
         }
+        Ok(())
+    }
+}
+
+/// Ollama's NDJSON stream as OpenAI chunks: the body read line by line into a [`StreamTranslator`].
+struct NdjsonChunks {
+    body: UpstreamBody,
+    parser: NdjsonParser,
+    translate: StreamTranslator,
+    /// Chunks produced by one line, waiting to be yielded.
+    pending: VecDeque<Chunk>,
+    done: bool,
+}
+
+impl NdjsonChunks {
+    fn new(body: UpstreamBody, translate: StreamTranslator) -> Self {
+        NdjsonChunks { body, parser: NdjsonParser::new(), translate, pending: VecDeque::new(), done: false }
+    }
+
+    fn on_line(&mut self, line: &[u8]) -> Result<(), ProviderError> {
+        self.translate.on_line(line, &mut self.pending)?;
+        self.done = self.translate.finished();
         Ok(())
     }
 }
@@ -600,7 +636,7 @@ impl Stream for NdjsonChunks {
                         continue;
                     }
                     this.done = true;
-                    if !this.finished {
+                    if !this.translate.finished() {
                         return Poll::Ready(Some(Err(ProviderError::Stream("the upstream closed the stream before it finished".into()))));
                     }
                 }
@@ -656,6 +692,35 @@ mod tests {
         let r = req(json!({"model": "m", "messages": [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}));
         assert!(matches!(to_ollama(&r, "m", None, &Map::new()), Err(ProviderError::Unsupported(_))));
+    }
+
+    #[test]
+    fn a_text_chunk_from_the_template_is_the_chunk_built_whole() {
+        for include_usage in [false, true] {
+            let meta = Meta { id: r#"chatcmpl-"content":"""#.into(), created: 7, alias: r#"chat "content":"" \ alias"#.into() };
+            let mut t = StreamTranslator::with_meta(meta, include_usage);
+            for text in ["Hello", " \"quoted\" \\ back/slash", "line\nbreak\ttab", "\u{1}\u{7f} control", "Zürich 🌤", "\u{2028}"] {
+                let whole = t.chunk(Delta { content: Some(text.to_owned()), ..Delta::default() }, None, None);
+                assert_eq!(t.text_chunk(text), whole, "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn stream_lines_translate_to_chunks() {
+        let mut t = StreamTranslator::new("chat", true);
+        let mut out = VecDeque::new();
+        t.on_line(br#"{"model":"llama3.2","created_at":"2024-01-01T00:00:00Z","message":{"role":"assistant","content":"Hi \"there\""},"done":false}"#, &mut out).unwrap();
+        assert!(!t.finished());
+        t.on_line(br#"{"model":"llama3.2","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","prompt_eval_count":3,"eval_count":2}"#, &mut out).unwrap();
+        assert!(t.finished());
+        let chunks: Vec<Value> = out.iter().map(|c| serde_json::from_slice(&c.data).unwrap()).collect();
+        let deltas: Vec<&Value> = chunks.iter().take(3).map(|c| &c["choices"][0]["delta"]).collect();
+        assert_eq!(deltas, [&json!({"role": "assistant", "content": ""}), &json!({"content": "Hi \"there\""}), &json!({})]);
+        assert_eq!(chunks[2]["choices"][0]["finish_reason"], "stop");
+        assert_eq!(chunks[3]["usage"], json!({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}));
+        assert!(chunks.iter().all(|c| c["model"] == "chat" && c["id"] == chunks[0]["id"]));
+        assert_eq!(out.iter().map(|c| (c.content, c.finish)).collect::<Vec<_>>(), [(false, false), (true, false), (false, true), (false, false)]);
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub async fn messages(State(state): State<Arc<AppState>>, Extension(id): Extensi
     let target = served.target;
     let native = answer_format(&*target.provider, &request) == Format::AnthropicMessages;
     served_by(&mut log, target);
-    let mut headers = served_headers(target, log.trace.sent);
+    let mut headers = served_headers(target, log.trace.sent, matches!(served.answer, Answer::Stream(_)));
     match served.answer {
         Answer::Complete(c) => {
             log.usage = c.usage;

@@ -50,7 +50,7 @@ pub async fn embeddings(State(state): State<Arc<AppState>>, Extension(id): Exten
     log.status = 200;
     log.usage = served.answer.usage;
     log.emit("ok");
-    let mut headers = served_headers(target, log.trace.sent);
+    let mut headers = served_headers(target, log.trace.sent, false);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     ok(headers, Body::from(served.answer.body))
 }

@@ -48,7 +48,7 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, Extension(id):
     let target = served.target;
     served_by(&mut log, target);
     log.status = 200;
-    let mut headers = served_headers(target, log.trace.sent);
+    let mut headers = served_headers(target, log.trace.sent, matches!(served.answer, Answer::Stream(_)));
     match served.answer {
         Answer::Complete(c) => {
             log.usage = c.usage;

@@ -117,12 +117,55 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, WireError> {
     let head = buf.split_to(len).freeze();
     let mut map = HeaderMap::with_capacity(at.len());
     for &(name_at, name_len, value_at, value_len) in &at {
-        let name = HeaderName::from_bytes(&head[name_at..name_at + name_len]).map_err(|_| err("invalid response header name"))?;
+        let raw = &head[name_at..name_at + name_len];
+        let name = match known_name(raw) {
+            Some(name) => name.clone(),
+            None => HeaderName::from_bytes(raw).map_err(|_| err("invalid response header name"))?,
+        };
         let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len)).map_err(|_| err("invalid response header value"))?;
         map.append(name, value);
     }
     let (framing, keep_alive) = framing(status, version, &map)?;
     Ok(Some(Head { status, version, headers: map, framing, keep_alive }))
+}
+
+/// Header names that plain-HTTP upstreams (vLLM, Ollama, llama.cpp, OpenAI-compatible servers
+/// and proxies) send in most answers, or that the gateway reads (rate limits, `Retry-After`,
+/// request ids). A custom name read with `HeaderName::from_bytes` is lower-cased into a new
+/// allocation, and even a standard one goes through a lookup of every standard name; these
+/// are found by a scan that compares lengths first (the commonest names first), and cloned
+/// from a constant.
+static KNOWN_NAMES: [(&[u8], HeaderName); 24] = [
+    (b"content-type", header::CONTENT_TYPE),
+    (b"content-length", header::CONTENT_LENGTH),
+    (b"date", header::DATE),
+    (b"x-request-id", HeaderName::from_static("x-request-id")),
+    (b"server", header::SERVER),
+    (b"transfer-encoding", header::TRANSFER_ENCODING),
+    (b"connection", header::CONNECTION),
+    (b"keep-alive", HeaderName::from_static("keep-alive")),
+    (b"cache-control", header::CACHE_CONTROL),
+    (b"retry-after", header::RETRY_AFTER),
+    (b"vary", header::VARY),
+    (b"access-control-allow-origin", header::ACCESS_CONTROL_ALLOW_ORIGIN),
+    (b"request-id", HeaderName::from_static("request-id")),
+    (b"retry-after-ms", HeaderName::from_static("retry-after-ms")),
+    (b"openai-processing-ms", HeaderName::from_static("openai-processing-ms")),
+    (b"openai-version", HeaderName::from_static("openai-version")),
+    (b"openai-organization", HeaderName::from_static("openai-organization")),
+    (b"x-ratelimit-limit-requests", HeaderName::from_static("x-ratelimit-limit-requests")),
+    (b"x-ratelimit-limit-tokens", HeaderName::from_static("x-ratelimit-limit-tokens")),
+    (b"x-ratelimit-remaining-requests", HeaderName::from_static("x-ratelimit-remaining-requests")),
+    (b"x-ratelimit-remaining-tokens", HeaderName::from_static("x-ratelimit-remaining-tokens")),
+    (b"x-ratelimit-reset-requests", HeaderName::from_static("x-ratelimit-reset-requests")),
+    (b"x-ratelimit-reset-tokens", HeaderName::from_static("x-ratelimit-reset-tokens")),
+    (b"x-accel-buffering", HeaderName::from_static("x-accel-buffering")),
+];
+
+/// The constant of [`KNOWN_NAMES`] that `raw` spells: as it is written there (lower case, as
+/// most servers send it) or in any other case.
+fn known_name(raw: &[u8]) -> Option<&'static HeaderName> {
+    KNOWN_NAMES.iter().find(|(n, _)| n.len() == raw.len() && (*n == raw || n.eq_ignore_ascii_case(raw))).map(|(_, name)| name)
 }
 
 /// The body's framing and whether the connection stays open, from the status and headers.
@@ -326,6 +369,29 @@ mod tests {
         assert_eq!(h.headers.get_all("x-a").iter().count(), 2);
         assert_eq!(h.headers["content-type"], "application/json");
         assert_eq!(&buf[..], b"ok", "the body stays in the buffer");
+    }
+
+    #[test]
+    fn known_names_are_the_names_from_bytes_gives_in_any_case() {
+        for (spelled, name) in &KNOWN_NAMES {
+            assert_eq!(*spelled, name.as_str().as_bytes());
+            for raw in [name.as_str().to_owned(), name.as_str().to_ascii_uppercase(), title_case(name.as_str())] {
+                assert_eq!(known_name(raw.as_bytes()), Some(name), "{raw}");
+                assert_eq!(HeaderName::from_bytes(raw.as_bytes()).unwrap(), *name);
+            }
+        }
+        assert_eq!(known_name(b"x-request-ic"), None);
+        assert_eq!(known_name(b"x-custom"), None);
+        let h = head("HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nX-Ratelimit-Remaining-Requests: 0\r\nRetry-After-Ms: 20\r\nX-Custom: 1\r\ncontent-length: 0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        let names: Vec<&str> = h.headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["content-type", "x-ratelimit-remaining-requests", "retry-after-ms", "x-custom", "content-length"]);
+        assert_eq!(h.headers["retry-after-ms"], "20");
+    }
+
+    fn title_case(name: &str) -> String {
+        name.split('-').map(|w| w[..1].to_ascii_uppercase() + &w[1..]).collect::<Vec<_>>().join("-")
     }
 
     #[test]

@@ -25,6 +25,7 @@ use super::openai::types::{
     ChatCompletion, ChatCompletionRequest, Choice, CompletionTokensDetails, Content as OaContent, ContentPart, FunctionCall as OaFunctionCall,
     ImageUrl, Message, PromptTokensDetails, Stop, ToolCall, ToolChoice, UsageDetail,
 };
+use super::de::object_with_extra;
 use super::openai::{NormalizeError, Usage};
 
 /// The `thoughtSignature` Google documents for function calls Gemini did not generate (a history
@@ -65,7 +66,8 @@ pub struct Content {
 
 /// A content part. Gemini's `Part` is a union, but `thought` and `thoughtSignature` sit beside
 /// whichever member is set, so a struct of options models it more faithfully than an enum.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+/// Read in one pass ([`object_with_extra`]): every part of every stream event is one.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Part {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,6 +89,12 @@ pub struct Part {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+object_with_extra!(Part {
+    required: ;
+    optional: text, inline_data = "inlineData", file_data = "fileData", function_call = "functionCall",
+        function_response = "functionResponse", thought, thought_signature = "thoughtSignature";
+});
 
 impl Part {
     pub fn text(text: impl Into<String>) -> Part {

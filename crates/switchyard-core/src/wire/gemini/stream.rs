@@ -12,9 +12,11 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 use super::{AnswerMeta, Candidate, NormalizeError, Usage, UsageMetadata, answer_parts, blocked, finish_reason, parse_response, usage};
-use crate::wire::json::StringSlot;
+use crate::wire::json::{Str, StringSlot};
 use crate::wire::openai::types::{ChatCompletionChunk, ChunkChoice, Delta, UsageDetail};
 use crate::wire::sse::SseParser;
 
@@ -51,6 +53,50 @@ struct CandidateState {
     finished: bool,
 }
 
+/// What [`StreamTranslator::text_event`] reads of an event, borrowed from its JSON: enough to
+/// tell an event that only continues a candidate's text (one candidate, one part, text that
+/// is not a thought, no finish reason, no prompt feedback, no error) from any other.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TextEventPeek<'a> {
+    #[serde(borrow)]
+    candidates: (CandidatePeek<'a>,),
+    #[serde(default)]
+    usage_metadata: Option<UsageMetadata>,
+    #[serde(default)]
+    prompt_feedback: Option<IgnoredAny>,
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CandidatePeek<'a> {
+    #[serde(borrow)]
+    content: ContentPeek<'a>,
+    #[serde(default)]
+    finish_reason: Option<IgnoredAny>,
+    #[serde(default)]
+    index: u32,
+}
+
+#[derive(Deserialize)]
+struct ContentPeek<'a> {
+    #[serde(borrow)]
+    parts: (PartPeek<'a>,),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PartPeek<'a> {
+    #[serde(borrow)]
+    text: Str<'a>,
+    #[serde(default)]
+    thought: Option<bool>,
+    #[serde(default)]
+    function_call: Option<IgnoredAny>,
+}
+
 /// Translates the events of one stream, in order.
 pub struct StreamTranslator {
     meta: AnswerMeta,
@@ -77,9 +123,25 @@ impl StreamTranslator {
 
     /// Translates one event's data. Events after the end are ignored.
     pub fn on_event(&mut self, data: &[u8]) -> Result<Vec<OutChunk>, StreamError> {
+        let mut out = Vec::new();
+        self.translate(data, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`StreamTranslator::on_event`], appending to `out`.
+    fn translate(&mut self, data: &[u8], out: &mut Vec<OutChunk>) -> Result<(), StreamError> {
         if self.done {
-            return Ok(Vec::new());
+            return Ok(());
         }
+        if let Some(chunk) = self.text_event(data) {
+            out.push(chunk);
+            return Ok(());
+        }
+        self.translate_whole(data, out)
+    }
+
+    /// [`StreamTranslator::translate`] of any event: parsed whole.
+    fn translate_whole(&mut self, data: &[u8], out: &mut Vec<OutChunk>) -> Result<(), StreamError> {
         let response = parse_response(data).map_err(|e| match e {
             NormalizeError::Upstream(m) => StreamError::Upstream(m),
             NormalizeError::Invalid(m) => StreamError::Invalid(m),
@@ -90,15 +152,44 @@ impl StreamTranslator {
         if let Some(u) = response.usage_metadata {
             self.usage = Some(u);
         }
-        let mut out = Vec::new();
         for candidate in &response.candidates {
-            self.on_candidate(candidate, &mut out);
+            self.on_candidate(candidate, out);
         }
         if response.candidates.is_empty() && blocked(&response).is_some() {
-            self.on_prompt_blocked(&mut out);
+            self.on_prompt_blocked(out);
         }
-        self.finish_if_all_done(&mut out);
-        Ok(out)
+        self.finish_if_all_done(out);
+        Ok(())
+    }
+
+    /// The chunk for an event that only continues the text of a candidate already under way
+    /// (by far the commonest event of a stream), made without parsing the event whole: its
+    /// text is read in place and written into the candidate's text chunk
+    /// ([`StreamTranslator::text_chunk`]), and its usage, if any, kept. What the full
+    /// translation would give, byte for byte. `None` for any other event (the first, one with
+    /// several candidates or parts, a thought, a function call, a finish reason, an error, an
+    /// empty text, invalid JSON): translate it whole.
+    fn text_event(&mut self, data: &[u8]) -> Option<OutChunk> {
+        self.id.as_ref()?;
+        let peek: TextEventPeek<'_> = serde_json::from_slice(data).ok()?;
+        let (candidate,) = &peek.candidates;
+        let (part,) = &candidate.content.parts;
+        let text = part.text.0.as_ref();
+        let ongoing = self.candidates.get(&candidate.index).is_some_and(|c| !c.finished);
+        if !ongoing
+            || text.is_empty()
+            || part.thought == Some(true)
+            || part.function_call.is_some()
+            || candidate.finish_reason.is_some()
+            || peek.prompt_feedback.is_some()
+            || peek.error.is_some()
+        {
+            return None;
+        }
+        if let Some(u) = peek.usage_metadata {
+            self.usage = Some(u);
+        }
+        Some(self.text_chunk(candidate.index, text))
     }
 
     /// At the end of the upstream stream: an error unless every candidate finished.
@@ -224,7 +315,7 @@ impl SseTranslator {
         self.parser.push(bytes);
         let mut out = Vec::new();
         while let Some(event) = self.parser.next_event().map_err(|_| StreamError::TooLarge)? {
-            out.extend(self.translator.on_event(&event.data)?);
+            self.translator.translate(&event.data, &mut out)?;
         }
         Ok(out)
     }
@@ -244,6 +335,58 @@ impl SseTranslator {
 mod tests {
     use super::*;
     use crate::wire::gemini::CallIds;
+
+    #[test]
+    fn text_events_read_in_place_translate_as_parsed_whole() {
+        let part = |p: &str| format!(r#"{{"candidates":[{{"content":{{"parts":[{p}],"role":"model"}},"index":0}}],"usageMetadata":{{"promptTokenCount":3,"candidatesTokenCount":1,"totalTokenCount":4}},"responseId":"r1"}}"#);
+        let events = [
+            (part(r#"{"text":"Hello"}"#), false), // the first: preamble and id
+            (part(r#"{"text":" world"}"#), true),
+            (part(r#"{"text":" \"quoted\" \u00e9\n \\ ü"}"#), true),
+            (part(r#"{"text":" signed","thoughtSignature":"c2ln"}"#), true),
+            (part(r#"{"text":" plain","thought":false}"#), true),
+            (r#"{"candidates":[{"content":{"parts":[{"text":" no usage"}]},"index":0,"safetyRatings":[]}]}"#.to_owned(), true),
+            (part(r#"{"text":"thinking","thought":true}"#), false),
+            (part(r#"{"text":""}"#), false),
+            (part(r#"{"text":"a"},{"text":"b"}"#), false),
+            (part(r#"{"functionCall":{"name":"f","args":{}}}"#), false),
+            (r#"{"candidates":[{"content":{"parts":[{"text":" one"}]},"index":1}]}"#.to_owned(), false), // a new candidate
+            (r#"{"candidates":[{"content":{"parts":[{"text":" two"}]},"index":1}]}"#.to_owned(), true),
+            (r#"{"candidates":[{"content":{"parts":[{"text":" x"}]},"index":0}],"promptFeedback":{"blockReason":"OTHER"}}"#.to_owned(), false),
+            (r#"{"candidates":[{"content":{"parts":[{"text":" end"}]},"finishReason":"STOP","index":0}]}"#.to_owned(), false),
+            (r#"{"candidates":[{"content":{"parts":[{"text":" end"}]},"finishReason":"MAX_TOKENS","index":1}],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":9,"totalTokenCount":12}}"#.to_owned(), false),
+        ];
+        for include_usage in [false, true] {
+            let meta = || AnswerMeta { alias: "chat".into(), id: "chatcmpl-x".into(), created: 7, call_ids: CallIds::new("") };
+            let (mut peeking, mut whole) = (StreamTranslator::new(meta(), include_usage), StreamTranslator::new(meta(), include_usage));
+            for (event, in_place) in &events {
+                let took_peek = peeking.id.is_some() && peeking.clone_probe(event.as_bytes());
+                assert_eq!(took_peek, *in_place, "{event}");
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                let ra = peeking.translate(event.as_bytes(), &mut a);
+                let rb = whole.translate_whole(event.as_bytes(), &mut b);
+                assert_eq!((ra, a), (rb, b), "{event}");
+            }
+            assert!(peeking.is_done() && whole.is_done());
+            assert_eq!(peeking.usage, whole.usage);
+        }
+    }
+
+    impl StreamTranslator {
+        /// Whether `data` would be read in place, without changing this translator.
+        fn clone_probe(&self, data: &[u8]) -> bool {
+            let mut probe = StreamTranslator {
+                meta: AnswerMeta { alias: self.meta.alias.clone(), id: self.meta.id.clone(), created: self.meta.created, call_ids: CallIds::new("") },
+                include_usage: self.include_usage,
+                id: self.id.clone(),
+                candidates: self.candidates.iter().map(|(i, c)| (*i, CandidateState { tool_calls: c.tool_calls, finished: c.finished })).collect(),
+                usage: self.usage,
+                done: self.done,
+                text_template: None,
+            };
+            probe.text_event(data).is_some()
+        }
+    }
 
     #[test]
     fn a_text_chunk_from_the_template_is_the_chunk_built_whole() {

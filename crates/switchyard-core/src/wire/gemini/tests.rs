@@ -655,3 +655,26 @@ fn a_last_event_without_its_blank_line_still_counts() {
     let trimmed = sse.trim_end_matches("\r\n");
     assert_eq!(run(trimmed, false).unwrap(), run(&sse, false).unwrap());
 }
+
+#[test]
+fn a_part_reads_every_member_in_one_pass_and_keeps_the_rest() {
+    let raw = r#"{"thought":true,"text":"t","thoughtSignature":"sig","executableCode":{"language":"PYTHON","code":"print(1)"},
+        "inlineData":{"mimeType":"image/png","data":"AA=="},"fileData":null,"functionCall":{"name":"f","args":{"x":1}},
+        "functionResponse":{"name":"f","response":{"ok":true}},"videoMetadata":{"fps":2}}"#;
+    let part: Part = serde_json::from_str(raw).unwrap();
+    assert_eq!(part.text.as_deref(), Some("t"));
+    assert_eq!(part.thought, Some(true));
+    assert_eq!(part.thought_signature.as_deref(), Some("sig"));
+    assert_eq!(part.inline_data.as_ref().map(|b| (b.mime_type.as_str(), b.data.as_str())), Some(("image/png", "AA==")));
+    assert!(part.file_data.is_none(), "null is no file");
+    assert_eq!(part.function_call.as_ref().map(|c| c.name.as_str()), Some("f"));
+    assert!(part.function_response.is_some());
+    assert_eq!(Value::Object(part.extra.clone()), json!({"executableCode": {"language": "PYTHON", "code": "print(1)"}, "videoMetadata": {"fps": 2}}));
+    let mut expected: Value = serde_json::from_str(raw).unwrap();
+    expected.as_object_mut().unwrap().remove("fileData");
+    assert_eq!(serde_json::to_value(&part).unwrap(), expected, "serializes back to what was read");
+    assert_eq!(serde_json::from_str::<Part>("{}").unwrap(), Part::default());
+    let twice = serde_json::from_str::<Part>(r#"{"text":"a","text":"b"}"#).unwrap_err();
+    assert!(twice.to_string().contains("duplicate field `text`"), "{twice}");
+    assert!(serde_json::from_str::<Part>(r#"{"text":1}"#).is_err());
+}

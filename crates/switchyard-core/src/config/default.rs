@@ -68,7 +68,7 @@ pub async fn discover_ollama() -> Option<String> {
         return None;
     }
     let body = tokio::time::timeout(Duration::from_secs(2), resp.into_body().collect()).await.ok()?.ok()?.to_bytes();
-    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let v: serde_json::Value = crate::wire::json::from_slice(&body).ok()?;
     v["data"].as_array()?.first()?["id"].as_str().map(str::to_owned)
 }
 

@@ -147,7 +147,7 @@ fn all_native(alias: &Alias) -> bool {
 /// An OpenAI `chat.completion` as an Anthropic message for `model`.
 fn translate_completion(body: &[u8], model: &str) -> Result<Bytes, String> {
     let completion: ChatCompletion =
-        serde_json::from_slice(body).map_err(|e| format!("The upstream answer could not be translated: {e}"))?;
+        crate::wire::json::from_slice(body).map_err(|e| format!("The upstream answer could not be translated: {e}"))?;
     let message = wire::message_from_completion(&completion, model);
     serde_json::to_vec(&message).map(Bytes::from).map_err(|e| e.to_string())
 }
@@ -183,7 +183,7 @@ impl Relay {
             return Ok(frame); // the text continues: no need to parse the chunk whole
         }
         let parsed: ChatCompletionChunk =
-            serde_json::from_slice(&chunk.data).map_err(|e| ProviderError::Protocol(format!("bad chunk to translate: {e}")))?;
+            crate::wire::json::from_slice(&chunk.data).map_err(|e| ProviderError::Protocol(format!("bad chunk to translate: {e}")))?;
         Ok(frames(t.on_chunk(&parsed)))
     }
 

@@ -154,7 +154,7 @@ impl Anthropic {
 
     /// The caller's OpenAI request as a Messages request body.
     fn translate(&self, call: &Call<'_>) -> Result<Bytes, ProviderError> {
-        let req: ChatCompletionRequest = serde_json::from_slice(&call.request.body)
+        let req: ChatCompletionRequest = crate::wire::json::from_slice(&call.request.body)
             .map_err(|e| unsupported(format!("the request cannot be translated for an Anthropic model: {e}")))?;
         let out = wire::to_anthropic(&req, call.upstream_model, self.default_max_tokens).map_err(|e| unsupported(e.0))?;
         serde_json::to_vec(&out).map(Bytes::from).map_err(|e| ProviderError::Protocol(format!("serializing the request: {e}")))
@@ -162,7 +162,7 @@ impl Anthropic {
 
     /// A whole (non-streaming) answer: relabelled as it is when native, else translated.
     fn complete(&self, bytes: &[u8], alias: &str, native: bool) -> Result<Completion, ProviderError> {
-        let message: Message = serde_json::from_slice(bytes).map_err(|e| self.bad_body(bytes, &e.to_string()))?;
+        let message: Message = crate::wire::json::from_slice(bytes).map_err(|e| self.bad_body(bytes, &e.to_string()))?;
         let usage = wire::usage_to_openai(&message.usage).summary();
         if native {
             let body = wire::relabel_model(bytes, alias).ok_or_else(|| ProviderError::Protocol("a message without `model`".into()))?;
@@ -175,7 +175,7 @@ impl Anthropic {
 
     /// A 200 body that is not a message: an error object, or something else.
     fn bad_body(&self, bytes: &[u8], parse_error: &str) -> ProviderError {
-        match serde_json::from_slice::<ErrorResponse>(bytes) {
+        match crate::wire::json::from_slice::<ErrorResponse>(bytes) {
             Ok(e) => ProviderError::Protocol(format!("upstream error in a 200 response: {}", redact(&e.error.message, &self.secrets()))),
             Err(_) => ProviderError::Protocol(format!("not an Anthropic message: {parse_error}")),
         }
@@ -283,7 +283,7 @@ impl Events {
                 return Ok(());
             }
         }
-        let event: StreamEvent = serde_json::from_slice(&ev.data).map_err(|e| {
+        let event: StreamEvent = crate::wire::json::from_slice(&ev.data).map_err(|e| {
             ProviderError::Protocol(format!("bad stream event `{}`: {e}", ev.event.as_deref().unwrap_or("?")))
         })?;
         let secret = self.secret.as_deref();

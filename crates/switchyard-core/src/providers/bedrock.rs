@@ -228,7 +228,7 @@ impl Bedrock {
     }
 
     fn translate(&self, call: &Call<'_>) -> Result<Bytes, ProviderError> {
-        let req: ChatCompletionRequest = serde_json::from_slice(&call.request.body)
+        let req: ChatCompletionRequest = crate::wire::json::from_slice(&call.request.body)
             .map_err(|e| ProviderError::Unsupported(format!("the request does not fit the chat schema: {e}")))?;
         let body = to_converse(&req).map_err(|e| match e {
             TranslateError::Unsupported(m) => ProviderError::Unsupported(m),
@@ -273,7 +273,7 @@ fn error_status(secrets: &[&str], status: StatusCode, headers: &HeaderMap, body:
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(':').next().unwrap_or(v).trim().to_owned())
         .filter(|v| !v.is_empty())
-        .or_else(|| serde_json::from_slice::<serde_json::Value>(body).ok()?.get("__type")?.as_str().map(|t| t.rsplit('#').next().unwrap_or(t).to_owned()));
+        .or_else(|| crate::wire::json::from_slice::<serde_json::Value>(body).ok()?.get("__type")?.as_str().map(|t| t.rsplit('#').next().unwrap_or(t).to_owned()));
     if let Some(kind) = kind {
         classify_exception(&mut s, &kind);
     }

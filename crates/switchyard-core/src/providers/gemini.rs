@@ -190,7 +190,7 @@ impl Gemini {
 
     /// The caller's OpenAI request as a Gemini request body.
     fn translate(&self, call: &Call<'_>) -> Result<Bytes, ProviderError> {
-        let req: ChatCompletionRequest = serde_json::from_slice(&call.request.body)
+        let req: ChatCompletionRequest = crate::wire::json::from_slice(&call.request.body)
             .map_err(|e| ProviderError::Unsupported(format!("the request does not fit the chat schema: {e}")))?;
         let settings = RequestSettings { safety_settings: &self.safety_settings };
         let body = to_gemini_request(&req, settings).map_err(|e| match e {
@@ -243,7 +243,7 @@ fn unwrap_array(body: &[u8]) -> &[u8] {
     let trimmed = body.trim_ascii();
     if trimmed.first() == Some(&b'[') && trimmed.last() == Some(&b']') {
         let inner = trimmed[1..trimmed.len() - 1].trim_ascii();
-        if inner.first() == Some(&b'{') && serde_json::from_slice::<serde_json::Value>(inner).is_ok() {
+        if inner.first() == Some(&b'{') && crate::wire::json::from_slice::<serde_json::Value>(inner).is_ok() {
             return inner;
         }
     }
@@ -322,7 +322,7 @@ pub fn from_gemini_embed(bytes: &[u8], alias: &str, fields: &EmbeddingFields, ba
         embedding: Option<Values>,
         embeddings: Option<Vec<Values>>,
     }
-    let a: Answer = serde_json::from_slice(bytes).map_err(|e| ProviderError::Protocol(format!("not a Gemini embeddings answer: {e}")))?;
+    let a: Answer = crate::wire::json::from_slice(bytes).map_err(|e| ProviderError::Protocol(format!("not a Gemini embeddings answer: {e}")))?;
     let vectors: Vec<Vec<f32>> = match (batch, a.embedding, a.embeddings) {
         (false, Some(e), _) => vec![e.values],
         (true, _, Some(es)) => es.into_iter().map(|e| e.values).collect(),

@@ -346,7 +346,7 @@ pub fn upstream_status(status: StatusCode, headers: &HeaderMap, body: &[u8], sec
         Text(String),
     }
     let mut out = UpstreamStatus { status: status.as_u16(), retry_after: retry_after(headers), ..Default::default() };
-    match serde_json::from_slice::<Envelope>(body) {
+    match crate::wire::json::from_slice::<Envelope>(body) {
         Ok(Envelope { error: Some(ErrorBody::Object { message, error_type, code, param, status: google_status, details }), .. }) => {
             out.message = message.unwrap_or_default();
             out.error_type = error_type;

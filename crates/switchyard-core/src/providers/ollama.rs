@@ -107,7 +107,7 @@ fn build(spec: &Spec<'_>) -> Result<Arc<dyn Provider>, OptionError> {
 impl Provider for Ollama {
     fn chat<'a>(&'a self, call: Call<'a>) -> BoxFuture<'a, Result<Reply, ProviderError>> {
         Box::pin(async move {
-            let req: ChatCompletionRequest = serde_json::from_slice(&call.request.body)
+            let req: ChatCompletionRequest = crate::wire::json::from_slice(&call.request.body)
                 .map_err(|e| ProviderError::Unsupported(format!("the request does not fit the chat schema: {e}")))?;
             let body = to_ollama(&req, call.upstream_model, self.keep_alive.as_deref(), &self.model_options)?;
             let secrets: Vec<&str> = self.secret.as_deref().into_iter().collect();
@@ -118,7 +118,7 @@ impl Provider for Ollama {
                 return Ok(Reply::Stream(Box::pin(NdjsonChunks::new(body, translate))));
             }
             let bytes = read_body(body, call.timeouts.idle, MAX_BODY).await?;
-            let answer: Answer = serde_json::from_slice(&bytes).map_err(|e| ProviderError::Protocol(format!("not an Ollama chat answer: {e}")))?;
+            let answer: Answer = crate::wire::json::from_slice(&bytes).map_err(|e| ProviderError::Protocol(format!("not an Ollama chat answer: {e}")))?;
             if let Some(e) = answer.error {
                 return Err(ProviderError::Stream(e));
             }
@@ -218,7 +218,7 @@ pub fn from_ollama_embed(bytes: &[u8], alias: &str, fields: &EmbeddingFields) ->
         #[serde(default)]
         error: Option<String>,
     }
-    let a: EmbedAnswer = serde_json::from_slice(bytes).map_err(|e| ProviderError::Protocol(format!("not an Ollama embed answer: {e}")))?;
+    let a: EmbedAnswer = crate::wire::json::from_slice(bytes).map_err(|e| ProviderError::Protocol(format!("not an Ollama embed answer: {e}")))?;
     if let Some(e) = a.error {
         return Err(ProviderError::Protocol(format!("upstream error in a 200 response: {e}")));
     }
@@ -247,7 +247,7 @@ pub fn tags_list(body: &[u8], model: &str) -> Result<bool, ProviderError> {
         #[serde(default)]
         model: Option<String>,
     }
-    let tags: Tags = serde_json::from_slice(body).map_err(|e| ProviderError::Protocol(format!("not an Ollama /api/tags answer: {e}")))?;
+    let tags: Tags = crate::wire::json::from_slice(body).map_err(|e| ProviderError::Protocol(format!("not an Ollama /api/tags answer: {e}")))?;
     let matches = |n: &str| n == model || (!model.contains(':') && n.strip_suffix(":latest") == Some(model));
     Ok(tags.models.iter().any(|t| t.name.as_deref().is_some_and(matches) || t.model.as_deref().is_some_and(matches)))
 }
@@ -519,7 +519,7 @@ impl StreamTranslator {
 
     /// Translates one stream line, appending its chunks to `out`.
     pub fn on_line(&mut self, line: &[u8], out: &mut VecDeque<Chunk>) -> Result<(), ProviderError> {
-        let a: Answer = serde_json::from_slice(line).map_err(|e| ProviderError::Protocol(format!("bad stream line: {e}")))?;
+        let a: Answer = crate::wire::json::from_slice(line).map_err(|e| ProviderError::Protocol(format!("bad stream line: {e}")))?;
         if let Some(e) = a.error {
             return Err(ProviderError::Stream(e));
         }

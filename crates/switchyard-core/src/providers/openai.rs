@@ -343,7 +343,7 @@ struct Counting {
 impl Counting {
     /// Adds a content chunk's text.
     fn add(&mut self, data: &[u8]) {
-        let Ok(chunk) = serde_json::from_slice::<crate::wire::openai::types::ChatCompletionChunk>(data) else { return };
+        let Ok(chunk) = crate::wire::json::from_slice::<crate::wire::openai::types::ChatCompletionChunk>(data) else { return };
         for choice in chunk.choices {
             let d = choice.delta;
             for t in [d.content, d.refusal].into_iter().flatten() {
@@ -431,7 +431,7 @@ impl SseChunks {
         }
         if ev.event.as_deref() == Some("error") {
             self.done = true;
-            let msg = serde_json::from_slice::<&serde_json::value::RawValue>(&ev.data)
+            let msg = crate::wire::json::from_slice::<&serde_json::value::RawValue>(&ev.data)
                 .ok()
                 .and_then(|raw| crate::wire::json::entries(raw.get()).ok().and_then(|e| {
                     e.iter().find(|(k, _)| k == "error").map(|(_, v)| crate::wire::openai::upstream_error_message(v))
@@ -480,7 +480,7 @@ fn chunk_id(data: &[u8]) -> Option<Bytes> {
     struct Id {
         id: Option<String>,
     }
-    serde_json::from_slice::<Id>(data).ok()?.id.map(Bytes::from)
+    crate::wire::json::from_slice::<Id>(data).ok()?.id.map(Bytes::from)
 }
 
 impl Stream for SseChunks {

@@ -288,7 +288,7 @@ fn partial_trimmed(text: &str) -> bool {
 /// [`CONTINUE_INSTRUCTION`]; `max_tokens` / `max_completion_tokens` lowered by the tokens
 /// already streamed. The result has no native body, so every provider translates it.
 pub fn continuation(request: &ChatRequest, partial: &str, prefill: bool) -> Option<ChatRequest> {
-    let mut body: Map<String, Value> = serde_json::from_slice(&request.body).ok()?;
+    let mut body: Map<String, Value> = crate::wire::json::from_slice(&request.body).ok()?;
     let messages = body.get_mut("messages")?.as_array_mut()?;
     let prefix = if prefill { partial.trim_end() } else { partial };
     messages.push(json!({"role": "assistant", "content": prefix}));
@@ -348,7 +348,7 @@ impl Splicer {
             }
             return Some(chunk);
         }
-        let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(&chunk.data) else { return Some(chunk) };
+        let Ok(Value::Object(mut obj)) = crate::wire::json::from_slice::<Value>(&chunk.data) else { return Some(chunk) };
         let output = self.read(&mut obj);
         let first = self.envelope.is_none();
         if first {

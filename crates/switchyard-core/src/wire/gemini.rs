@@ -305,7 +305,7 @@ struct Envelope {
 /// Parses a response body or stream event; an in-band `{"error": ...}` is an
 /// [`NormalizeError::Upstream`].
 pub fn parse_response(bytes: &[u8]) -> Result<GenerateContentResponse, NormalizeError> {
-    let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| NormalizeError::Invalid(format!("not a Gemini response: {e}")))?;
+    let envelope: Envelope = crate::wire::json::from_slice(bytes).map_err(|e| NormalizeError::Invalid(format!("not a Gemini response: {e}")))?;
     let Envelope { error, candidates, prompt_feedback, usage_metadata, model_version, response_id } = envelope;
     match error {
         Some(e) => Err(NormalizeError::Upstream(error_summary(&e))),

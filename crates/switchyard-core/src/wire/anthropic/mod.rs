@@ -65,7 +65,7 @@ pub fn event_type(data: &[u8]) -> Option<String> {
         #[serde(rename = "type")]
         kind: String,
     }
-    serde_json::from_slice::<Typed>(data).ok().map(|t| t.kind)
+    crate::wire::json::from_slice::<Typed>(data).ok().map(|t| t.kind)
 }
 
 /// A message (or a `message_start` event) with its `model` replaced by `alias`, every other byte

@@ -88,7 +88,7 @@ impl ToOpenAi {
     /// `Some(None)`: a text delta with nothing to send (empty text).
     pub fn text_delta(&mut self, data: &[u8]) -> Option<Option<TranslatedChunk>> {
         let template = self.text_template.as_ref()?;
-        let event: TextDeltaEvent<'_> = serde_json::from_slice(data).ok()?;
+        let event: TextDeltaEvent<'_> = crate::wire::json::from_slice(data).ok()?;
         if event.kind != "content_block_delta" || event.delta.kind != "text_delta" {
             return None;
         }
@@ -331,7 +331,7 @@ impl ToAnthropic {
     /// chunk: parse it and pass it to `on_chunk`.
     pub fn text_chunk(&mut self, data: &[u8]) -> Option<Bytes> {
         let Some(Open::Text(index)) = self.open else { return None };
-        let peek: TextChunkPeek<'_> = serde_json::from_slice(data).ok()?;
+        let peek: TextChunkPeek<'_> = crate::wire::json::from_slice(data).ok()?;
         let (choice,) = &peek.choices;
         let delta = &choice.delta;
         let text = delta.content.as_ref().map(|Str(t)| t.as_ref()).filter(|t| !t.is_empty())?;

@@ -206,7 +206,7 @@ impl StreamTranslator {
             "event" => {}
             "exception" => {
                 let kind = frame.header(":exception-type").unwrap_or("exception").to_owned();
-                let message = serde_json::from_slice::<ExceptionBody>(&frame.payload)
+                let message = crate::wire::json::from_slice::<ExceptionBody>(&frame.payload)
                     .ok()
                     .and_then(|b| b.message)
                     .unwrap_or_else(|| String::from_utf8_lossy(&frame.payload).into_owned());
@@ -224,7 +224,7 @@ impl StreamTranslator {
             "messageStart" => self.role(out),
             "contentBlockStart" => {
                 self.role(out);
-                let s: BlockStart = serde_json::from_slice(&frame.payload).map_err(parse_err)?;
+                let s: BlockStart = crate::wire::json::from_slice(&frame.payload).map_err(parse_err)?;
                 if let Some(tu) = s.start.get("toolUse") {
                     let index = self.tool_index(s.content_block_index);
                     let call = ToolCall {
@@ -242,13 +242,13 @@ impl StreamTranslator {
             }
             "contentBlockDelta" => {
                 self.role(out);
-                if let Ok(TextDelta { delta: TextOnly { text: Some(Str(text)) } }) = serde_json::from_slice(&frame.payload) {
+                if let Ok(TextDelta { delta: TextOnly { text: Some(Str(text)) } }) = crate::wire::json::from_slice(&frame.payload) {
                     if !text.is_empty() {
                         self.text_chunk(&text, out);
                     }
                     return Ok(());
                 }
-                let d: BlockDelta = serde_json::from_slice(&frame.payload).map_err(parse_err)?;
+                let d: BlockDelta = crate::wire::json::from_slice(&frame.payload).map_err(parse_err)?;
                 if let Some(t) = d.delta.get("text").and_then(Value::as_str) {
                     if !t.is_empty() {
                         self.text_chunk(t, out);
@@ -273,7 +273,7 @@ impl StreamTranslator {
             "contentBlockStop" => {}
             "messageStop" => {
                 self.role(out);
-                let s: MessageStop = serde_json::from_slice(&frame.payload).map_err(parse_err)?;
+                let s: MessageStop = crate::wire::json::from_slice(&frame.payload).map_err(parse_err)?;
                 let reason = s.stop_reason.as_deref().unwrap_or("end_turn");
                 let mut finish = finish_reason(reason);
                 // Some models stop with end_turn after a tool call.
@@ -284,7 +284,7 @@ impl StreamTranslator {
                 out.push(OutChunk { data: self.chunk(Delta::default(), Some(finish.into())), content: false, finish: true, usage: None });
             }
             "metadata" => {
-                let m: Metadata = serde_json::from_slice(&frame.payload).map_err(parse_err)?;
+                let m: Metadata = crate::wire::json::from_slice(&frame.payload).map_err(parse_err)?;
                 if let Some(u) = m.usage {
                     let usage = usage_to_openai(&u);
                     out.push(self.usage_chunk(usage));

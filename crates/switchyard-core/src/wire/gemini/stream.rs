@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use super::{AnswerMeta, Candidate, NormalizeError, Usage, UsageMetadata, answer_parts, blocked, finish_reason, parse_response, usage};
-use crate::wire::json::{Str, StringSlot};
+use crate::wire::json::{self, Str, StringSlot};
 use crate::wire::openai::types::{ChatCompletionChunk, ChunkChoice, Delta, UsageDetail};
 use crate::wire::sse::SseParser;
 
@@ -171,7 +171,7 @@ impl StreamTranslator {
     /// empty text, invalid JSON): translate it whole.
     fn text_event(&mut self, data: &[u8]) -> Option<OutChunk> {
         self.id.as_ref()?;
-        let peek: TextEventPeek<'_> = serde_json::from_slice(data).ok()?;
+        let peek: TextEventPeek<'_> = json::from_slice(data).ok()?;
         let (candidate,) = &peek.candidates;
         let (part,) = &candidate.content.parts;
         let text = part.text.0.as_ref();

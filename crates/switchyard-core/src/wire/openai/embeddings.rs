@@ -83,7 +83,7 @@ impl EmbedRequest {
 
     /// The typed fields, for adapters that translate the request.
     pub fn fields(&self) -> Result<EmbeddingFields, RequestError> {
-        let f: EmbeddingFields = serde_json::from_slice(&self.body)
+        let f: EmbeddingFields = crate::wire::json::from_slice(&self.body)
             .map_err(|e| invalid(format!("Invalid embeddings request: {e}"), None, Some("invalid_value")))?;
         if let Some(fmt) = f.encoding_format.as_deref() {
             if fmt != "float" && fmt != "base64" {
@@ -287,7 +287,7 @@ pub fn normalize_list(input: &[u8], alias: &str, request_bytes: usize) -> Result
                 out.extend_from_slice(raw);
             }
             b"usage" => {
-                usage = serde_json::from_slice::<Option<Usage>>(raw).ok().flatten().map(|mut u| {
+                usage = crate::wire::json::from_slice::<Option<Usage>>(raw).ok().flatten().map(|mut u| {
                     if u.total_tokens == 0 {
                         u.total_tokens = u.prompt_tokens;
                     }

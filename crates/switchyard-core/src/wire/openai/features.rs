@@ -83,7 +83,7 @@ struct Format {
 impl RequestFeatures {
     /// Reads them from an OpenAI chat request body (already checked to be a JSON object).
     pub fn parse(body: &[u8]) -> RequestFeatures {
-        let Ok(req) = serde_json::from_slice::<Req<'_>>(body) else { return RequestFeatures::default() };
+        let Ok(req) = crate::wire::json::from_slice::<Req<'_>>(body) else { return RequestFeatures::default() };
         let mut f = RequestFeatures {
             messages: req.messages.len() as u64,
             tools: [req.tools, req.functions].iter().flatten().any(|t| !matches!(t.get().trim(), "null" | "[]")),

@@ -250,7 +250,7 @@ impl ChatRequest {
     /// The body with `model` replaced and `stream_options` removed, for upstreams that reject
     /// it. Re-serializes the top level (a rare, slower path).
     pub fn body_without_stream_options(&self, upstream_model: &str) -> Bytes {
-        let Ok(mut map) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&self.body) else {
+        let Ok(mut map) = crate::wire::json::from_slice::<serde_json::Map<String, serde_json::Value>>(&self.body) else {
             return self.body_with_model(upstream_model);
         };
         map.remove("stream_options");
@@ -271,7 +271,7 @@ impl ChatRequest {
             #[serde(default)]
             messages: Vec<Msg>,
         }
-        let Ok(req) = serde_json::from_slice::<Req>(&self.body) else { return String::new() };
+        let Ok(req) = crate::wire::json::from_slice::<Req>(&self.body) else { return String::new() };
         let Some(msg) = req.messages.iter().rev().find(|m| m.role == "user") else { return String::new() };
         match &msg.content {
             serde_json::Value::String(s) => s.clone(),
@@ -523,7 +523,7 @@ fn read_usage(input: &[u8], range: std::ops::Range<usize>) -> Option<Usage> {
     });
     match scanned {
         Ok(()) | Err(FOUND_ALL) => Some(u),
-        Err(_) => serde_json::from_slice::<Option<Usage>>(&input[range]).ok().flatten(),
+        Err(_) => crate::wire::json::from_slice::<Option<Usage>>(&input[range]).ok().flatten(),
     }
 }
 
@@ -558,7 +558,7 @@ fn usage_at(input: &[u8], start: usize, depth: usize) -> scan::Result<(usize, Op
         Ok(end)
     })?;
     if unusual {
-        return Ok((end, serde_json::from_slice::<Option<Usage>>(&input[start..end]).ok().flatten()));
+        return Ok((end, crate::wire::json::from_slice::<Option<Usage>>(&input[start..end]).ok().flatten()));
     }
     Ok((end, Some(u)))
 }
@@ -604,7 +604,7 @@ fn normalize_choice(input: &[u8], start: usize, depth: usize, kind: ChoiceKind, 
         let mapped = if key == b"finish_reason" {
             let reason = match scan::plain_str(raw) {
                 Some(r) => Some(std::borrow::Cow::Borrowed(r)),
-                None => serde_json::from_slice::<Option<String>>(raw).ok().flatten().map(std::borrow::Cow::Owned),
+                None => crate::wire::json::from_slice::<Option<String>>(raw).ok().flatten().map(std::borrow::Cow::Owned),
             };
             finish |= reason.is_some();
             let mapped = reason.map(|r| map_finish_reason(&r));

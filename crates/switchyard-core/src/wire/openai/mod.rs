@@ -64,12 +64,7 @@ impl NativeBody {
 
     /// The body with `model` replaced by `upstream_model`; every other byte is unchanged.
     pub fn body_with_model(&self, upstream_model: &str) -> Bytes {
-        let body = &self.body[..];
-        let mut out = Vec::with_capacity(body.len() + upstream_model.len() + 2);
-        out.extend_from_slice(&body[..self.model_span.start]);
-        write_str(&mut out, upstream_model);
-        out.extend_from_slice(&body[self.model_span.end..]);
-        Bytes::from(out)
+        splice_model(&self.body, self.model_span.clone(), upstream_model, b"")
     }
 }
 
@@ -219,12 +214,7 @@ impl ChatRequest {
 
     /// The body with `model` replaced by `upstream_model`; every other byte is unchanged.
     pub fn body_with_model(&self, upstream_model: &str) -> Bytes {
-        let body = &self.body[..];
-        let mut out = Vec::with_capacity(body.len() + upstream_model.len() + 2);
-        out.extend_from_slice(&body[..self.model_span.start]);
-        write_str(&mut out, upstream_model);
-        out.extend_from_slice(&body[self.model_span.end..]);
-        Bytes::from(out)
+        splice_model(&self.body, self.model_span.clone(), upstream_model, b"")
     }
 
     /// The body to send upstream: `model` replaced and, when `ask_usage` is set on a stream
@@ -236,15 +226,7 @@ impl ChatRequest {
             return self.body_with_model(upstream_model);
         }
         const INJECT: &[u8] = br#""stream_options":{"include_usage":true},"#;
-        let body = &self.body[..];
-        let open = body.iter().position(|&b| b == b'{').unwrap_or(0) + 1;
-        let mut out = Vec::with_capacity(body.len() + upstream_model.len() + INJECT.len() + 2);
-        out.extend_from_slice(&body[..open]);
-        out.extend_from_slice(INJECT);
-        out.extend_from_slice(&body[open..self.model_span.start]);
-        write_str(&mut out, upstream_model);
-        out.extend_from_slice(&body[self.model_span.end..]);
-        Bytes::from(out)
+        splice_model(&self.body, self.model_span.clone(), upstream_model, INJECT)
     }
 
     /// The body with `model` replaced and `stream_options` removed, for upstreams that reject
@@ -283,6 +265,21 @@ impl ChatRequest {
             _ => String::new(),
         }
     }
+}
+
+/// `body` with the JSON string at `span` (its quotes included) replaced by `model`, and
+/// `inject` written right after the opening brace; every other byte as it was. Sized exactly
+/// when `model` needs no escapes, as model names do: `Bytes::from` a `Vec` with room to spare
+/// allocates a header to remember its capacity, one allocation (and free) more per request.
+fn splice_model(body: &[u8], span: std::ops::Range<usize>, model: &str, inject: &[u8]) -> Bytes {
+    let open = if inject.is_empty() { 0 } else { body.iter().position(|&b| b == b'{').map_or(0, |at| at + 1) };
+    let mut out = Vec::with_capacity(body.len() - span.len() + model.len() + 2 + inject.len());
+    out.extend_from_slice(&body[..open]);
+    out.extend_from_slice(inject);
+    out.extend_from_slice(&body[open..span.start]);
+    write_str(&mut out, model);
+    out.extend_from_slice(&body[span.end..]);
+    Bytes::from(out)
 }
 
 /// Maps a provider's finish reason onto OpenAI's set

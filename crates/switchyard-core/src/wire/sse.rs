@@ -56,6 +56,12 @@ impl SseParser {
                 }
                 return Ok(None);
             };
+            if let Some(value_at) = self.lone_data_line(line_len, term_len) {
+                // The usual event, `data: …\n\n` with nothing pending: taken in one split.
+                let data = self.buf.split_to(line_len + 2).freeze().slice(value_at..line_len);
+                self.scanned = 0;
+                return Ok(Some(SseEvent { event: None, data }));
+            }
             let line = self.buf.split_to(line_len + term_len).freeze().slice(..line_len);
             self.scanned = 0;
             if line.is_empty() {
@@ -66,6 +72,20 @@ impl SseParser {
             }
             self.field(line)?;
         }
+    }
+
+    /// Where the value starts when the first line (`line_len` bytes and an LF) is a `data:`
+    /// line followed by the blank line that ends the event, with no field of the event before
+    /// it: then the event is that value, as [`Self::field`] and [`Self::dispatch`] would make it.
+    fn lone_data_line(&self, line_len: usize, term_len: usize) -> Option<usize> {
+        let b = &self.buf[..];
+        if term_len != 1 || b[line_len] != b'\n' || b.get(line_len + 1) != Some(&b'\n') || line_len > self.limit {
+            return None;
+        }
+        if self.data.is_some() || self.multi.is_some() || self.event.is_some() || !b.starts_with(b"data:") {
+            return None;
+        }
+        Some(if b[5] == b' ' { 6 } else { 5 })
     }
 
     /// At the end of the stream: the last event if it lacked its closing blank line.
@@ -176,13 +196,17 @@ mod tests {
         SseEvent { event: event.map(str::to_owned), data: Bytes::copy_from_slice(data.as_bytes()) }
     }
 
-    const STREAM: &str = "data: {\"a\":\"h\u{e9}llo \u{1F600}\"}\n\n: keep-alive\n\nevent: error\ndata:{\"b\":1}\r\n\r\ndata: line1\rdata: line2\r\rdata: [DONE]\n\n";
+    const STREAM: &str = "data: {\"a\":\"h\u{e9}llo \u{1F600}\"}\n\n: keep-alive\n\nevent: error\ndata:{\"b\":1}\r\n\r\ndata: line1\rdata: line2\r\rdata:tight\n\ndata: a\ndata: b\n\nevent: e\ndata: y\n\ndata: \n\ndata: [DONE]\n\n";
 
     fn expected() -> Vec<SseEvent> {
         vec![
             ev(None, "{\"a\":\"h\u{e9}llo \u{1F600}\"}"),
             ev(Some("error"), "{\"b\":1}"),
             ev(None, "line1\nline2"),
+            ev(None, "tight"),
+            ev(None, "a\nb"),
+            ev(Some("e"), "y"),
+            ev(None, ""),
             ev(None, "[DONE]"),
         ]
     }

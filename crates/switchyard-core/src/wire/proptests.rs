@@ -788,13 +788,22 @@ fn stream_chunk() -> impl Strategy<Value = String> {
         1 => Just(r#","usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}"#.to_owned()),
         1 => Just(r#","error":{"message":"boom"}"#.to_owned()),
     ];
+    // Text deltas, often of one shape around different texts (see `ChoiceShape`), sometimes
+    // of a near one: another key, spaces, a finish reason to map, a role alone.
+    let text = "[a-z \"\\\\]{0,6}".prop_map(|t| serde_json::to_string(&t).unwrap());
     let choice = prop_oneof![
-        "[a-z \"\\\\]{0,6}".prop_map(|t| format!(r#"{{"index":0,"delta":{{"content":{}}},"logprobs":null,"finish_reason":null}}"#, serde_json::to_string(&t).unwrap())),
-        Just(r#"{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}"#.to_owned()),
-        Just(r#"{"index":0,"delta":{},"finish_reason":"eos","extra":1}"#.to_owned()),
-    ];
+        4 => text.clone().prop_map(|t| format!(r#"{{"index":0,"delta":{{"content":{t}}},"logprobs":null,"finish_reason":null}}"#)),
+        1 => text.clone().prop_map(|t| format!(r#"{{"index":0,"delta":{{"reasoning_content":{t}}},"finish_reason":"max_tokens"}}"#)),
+        1 => text.clone().prop_map(|t| format!(r#"{{"index":0,"delta":{{"content":{t}}},"finish_reason":"stop"}}"#)),
+        1 => text.prop_map(|t| format!(r#"{{ "index":0,"delta":{{"content":{t}}} }}"#)),
+        1 => Just(r#"{"index":0,"delta":{"role":"assistant"},"finish_reason":null}"#.to_owned()),
+        1 => Just(r#"{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}"#.to_owned()),
+        1 => Just(r#"{"index":0,"delta":{},"finish_reason":"eos","extra":1}"#.to_owned()),
+    ]
+    .boxed();
     let choices = prop_oneof![
-        4 => prop::collection::vec(choice, 0..3).prop_map(|c| format!(r#","choices":[{}]"#, c.join(","))),
+        4 => prop::collection::vec(choice.clone(), 0..3).prop_map(|c| format!(r#","choices":[{}]"#, c.join(","))),
+        1 => prop::collection::vec(choice, 1..2).prop_map(|c| format!(r#","choices": [ {} ]"#, c.join(","))),
         1 => Just(String::new()),
     ];
     let after = prop_oneof![

@@ -386,12 +386,18 @@ fn normalize(input: &[u8], alias: &str, kind: ChoiceKind, keep_usage: bool, pref
     // Where `choices` started in the input and the output, when everything before it can be
     // reused for the next chunk (no usage, no error: the only state the members before leave).
     let mut mark = None;
+    // Split into what the members before `choices` left and the shape of the last choice.
+    let (prefix, mut shape) = match prefix {
+        Some(p) => (Some(&mut p.head), Some(&mut p.choice)),
+        None => (None, None),
+    };
     let seen = prefix.as_deref().and_then(|p| p.matches(input));
     match seen {
         Some((_, out_prefix)) => out.extend_from_slice(out_prefix),
         None => out.push(b'{'),
     }
-    let seen = seen.map(|(in_at, _)| in_at);
+    // The remembered input ends at `"choices":`; this chunk may put spaces before the value.
+    let seen = seen.map(|(in_at, _)| in_at + input[in_at..].iter().take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')).count());
     let mut member = |m: scan::MemberAt<'_>| {
         if m.key_escaped {
             return scan::skip(input, m.start, m.depth); // no standard key needs escapes
@@ -403,16 +409,34 @@ fn normalize(input: &[u8], alias: &str, kind: ChoiceKind, keep_usage: bool, pref
             saw_choices = true;
             sep(&mut out);
             raw_key(&mut out, b"choices");
+            if let Some((end, c, f)) = shape.as_deref().and_then(|s| s.matches(input, m.start)) {
+                out.extend_from_slice(&input[m.start..end]);
+                choices += 1;
+                content |= c;
+                finish |= f;
+                return Ok(end);
+            }
+            let out_at = out.len();
+            let (mut here, mut text, mut last_finish) = (0, None, false);
             out.push(b'[');
             let end = scan::elements_at(input, m.start, m.depth, &mut |start, depth| {
                 sep(&mut out);
-                choices += 1;
-                let (end, c, f) = normalize_choice(input, start, depth, kind, &mut out)?;
+                here += 1;
+                let (end, c, f, t) = normalize_choice(input, start, depth, kind, &mut out)?;
                 content |= c;
                 finish |= f;
+                (text, last_finish) = (t, f);
                 Ok(end)
             })?;
             out.push(b']');
+            choices += here;
+            if let (Some(s), 1, Some(t)) = (shape.as_deref_mut(), here, text) {
+                // Output the same bytes as the input: the next chunks that differ only in
+                // this text take the same way (see `ChoiceShape`).
+                if out[out_at..] == input[m.start..end] {
+                    s.learn(&input[m.start..t.start + 1], &input[t.end..end], last_finish);
+                }
+            }
             return Ok(end);
         }
         if m.key == b"usage" {
@@ -473,16 +497,67 @@ fn normalize(input: &[u8], alias: &str, kind: ChoiceKind, keep_usage: bool, pref
     Ok(NormalizedChunk { data: Bytes::from(out), content, finish, usage, choices })
 }
 
-/// The members before `choices` of the last chunk of a stream that had them (input bytes up to
-/// the `choices` value) and what they normalized to (output up to, not including, `choices`).
-/// See [`normalize_stream_chunk`].
+/// What a stream's chunks so far leave for the next ones to reuse (see [`normalize_stream_chunk`]):
+/// the members before `choices` and the shape of the `choices` value.
 #[derive(Default)]
 pub struct ChunkPrefix {
+    head: ChunkHead,
+    choice: ChoiceShape,
+}
+
+impl ChunkPrefix {
+    #[cfg(test)]
+    fn matches(&self, input: &[u8]) -> Option<(usize, &[u8])> {
+        self.head.matches(input)
+    }
+}
+
+/// The members before `choices` of the last chunk of a stream that had them (input bytes up to
+/// the `choices` value) and what they normalized to (output up to, not including, `choices`).
+#[derive(Default)]
+struct ChunkHead {
     input: Vec<u8>,
     output: Vec<u8>,
 }
 
-impl ChunkPrefix {
+/// The `choices` value of the last chunk of a stream that had one choice whose delta is one
+/// string member (the text of a content delta: `[{"index":0,"delta":{"content":"`, the text,
+/// `"},"logprobs":null,"finish_reason":null}]`) and that normalized to itself. A `choices`
+/// value made of the same bytes around another string normalizes to itself too (nothing in a
+/// string's bytes but its end is read), and carries content when the string is not empty:
+/// it is copied after one comparison of each side and one scan for the string's end, instead
+/// of being walked member by member. Anything else (another text member, a finish reason,
+/// logprobs, a second choice) differs in those bytes and takes the walk.
+#[derive(Default)]
+struct ChoiceShape {
+    /// From the `[` of `choices` to the opening quote of the text, included.
+    before: Vec<u8>,
+    /// From after the closing quote of the text to the `]`, included.
+    after: Vec<u8>,
+    finish: bool,
+}
+
+impl ChoiceShape {
+    /// For a `choices` value at `at` of this shape: (its end, carries content, carries a finish reason).
+    fn matches(&self, input: &[u8], at: usize) -> Option<(usize, bool, bool)> {
+        if self.before.is_empty() || !input.get(at..)?.starts_with(&self.before) {
+            return None;
+        }
+        let quote = at + self.before.len() - 1;
+        let text_end = scan::skip(input, quote, 0).ok()?;
+        input[text_end..].starts_with(&self.after).then(|| (text_end + self.after.len(), text_end - quote > 2, self.finish))
+    }
+
+    fn learn(&mut self, before: &[u8], after: &[u8], finish: bool) {
+        self.before.clear();
+        self.before.extend_from_slice(before);
+        self.after.clear();
+        self.after.extend_from_slice(after);
+        self.finish = finish;
+    }
+}
+
+impl ChunkHead {
     /// Where `choices` starts in `input` and the output to start from, when `input` begins
     /// with the remembered bytes.
     fn matches(&self, input: &[u8]) -> Option<(usize, &[u8])> {
@@ -568,18 +643,20 @@ fn parse_u64(digits: &[u8]) -> scan::Result<u64> {
 }
 
 /// Writes one normalized choice, the object starting at `start`; returns (its end, carries
-/// content, carries a finish reason).
+/// content, carries a finish reason, where its text is when its delta is one string member
+/// other than `role`).
 ///
 /// A choice that normalizes to itself (only standard members, a finish reason already in
 /// OpenAI's set: the usual case) is copied in one piece at its end; members are written one by
 /// one only from the first that changes.
-fn normalize_choice(input: &[u8], start: usize, depth: usize, kind: ChoiceKind, out: &mut Vec<u8>) -> scan::Result<(usize, bool, bool)> {
+fn normalize_choice(input: &[u8], start: usize, depth: usize, kind: ChoiceKind, out: &mut Vec<u8>) -> scan::Result<(usize, bool, bool, Option<Range<usize>>)> {
     let body_key: &[u8] = match kind {
         ChoiceKind::Message => b"message",
         ChoiceKind::Delta => b"delta",
     };
     let mut content = false;
     let mut finish = false;
+    let mut text = None;
     // While every member so far is kept as it is: where the last one ends (nothing written yet).
     let mut verbatim = Some(start + 1);
     let end = scan::members_at(input, start, depth, &mut |m| {
@@ -592,7 +669,9 @@ fn normalize_choice(input: &[u8], start: usize, depth: usize, kind: ChoiceKind, 
             return Ok(end);
         }
         let (end, c) = if key == body_key && kind == ChoiceKind::Delta {
-            delta_has_content(input, m.start, m.depth)?
+            let (end, c, t) = delta_has_content(input, m.start, m.depth)?;
+            text = t;
+            (end, c)
         } else {
             (scan::skip(input, m.start, m.depth)?, key == body_key) // a message is content
         };
@@ -633,19 +712,26 @@ fn normalize_choice(input: &[u8], start: usize, depth: usize, kind: ChoiceKind, 
         Some(_) => out.extend_from_slice(&input[start..end]),
         None => out.push(b'}'),
     }
-    Ok((end, content, finish))
+    Ok((end, content, finish, text))
 }
 
 /// Reads the delta object starting at `start`; returns (its end, whether any field but `role`
-/// has a non-empty value, i.e. it carries content).
-fn delta_has_content(input: &[u8], start: usize, depth: usize) -> scan::Result<(usize, bool)> {
+/// has a non-empty value, i.e. it carries content, and where the value is when the delta is
+/// one string member other than `role`: a text delta).
+fn delta_has_content(input: &[u8], start: usize, depth: usize) -> scan::Result<(usize, bool, Option<Range<usize>>)> {
     let mut content = false;
+    let mut members = 0;
+    let mut text = None;
     let end = scan::members_at(input, start, depth, &mut |m| {
         let end = scan::skip(input, m.start, m.depth)?;
         content |= m.key != b"role" && !scan::is_empty(&input[m.start..end]);
+        members += 1;
+        if input[m.start] == b'"' && m.key != b"role" && !m.key_escaped {
+            text = Some(m.start..end);
+        }
         Ok(end)
     })?;
-    Ok((end, content))
+    Ok((end, content, if members == 1 { text } else { None }))
 }
 
 /// The message of an upstream `{"error": ...}` object (a string, or an object with `message`).

@@ -193,11 +193,60 @@ fn a_stream_reuses_the_normalized_members_before_choices() {
     let third = normalize_stream_chunk(other.as_bytes(), "alias", false, &mut prefix).unwrap();
     assert_eq!(third.data, normalize_chunk(other.as_bytes(), "alias", false).unwrap().data);
     assert!(prefix.matches(other.as_bytes()).is_some());
+    // The same bytes up to `"choices":` and then spaces before the value (this failed once).
+    let spaced = other.replace("\"choices\":[", "\"choices\": \n[");
+    let fourth = normalize_stream_chunk(spaced.as_bytes(), "alias", false, &mut prefix).unwrap();
+    assert_eq!(fourth.data, normalize_chunk(spaced.as_bytes(), "alias", false).unwrap().data);
     // Usage or an error before `choices` is state the prefix cannot carry: not remembered.
     let mut fresh = ChunkPrefix::default();
     let with_usage = r#"{"id":"c1","usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2},"choices":[]}"#;
     normalize_stream_chunk(with_usage.as_bytes(), "alias", true, &mut fresh).unwrap();
     assert!(fresh.matches(with_usage.as_bytes()).is_none());
+}
+
+#[test]
+fn a_stream_reuses_the_shape_of_a_text_delta() {
+    let chunk = |choice: &str| {
+        format!(r#"{{"id":"c1","object":"chat.completion.chunk","created":7,"model":"up","choices":[{choice}],"usage":null,"obfuscation":"x{}"}}"#, choice.len())
+    };
+    let text = |t: &str| chunk(&format!(r#"{{"index":0,"delta":{{"content":{}}},"logprobs":null,"finish_reason":null}}"#, serde_json::to_string(t).unwrap()));
+    let choices_at = |c: &str| c.find("\"choices\":").unwrap() + 10;
+    let mut prefix = ChunkPrefix::default();
+    let alone = |c: &str| normalize_chunk(c.as_bytes(), "alias", false).unwrap();
+    let preamble = chunk(r#"{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}"#);
+    normalize_stream_chunk(preamble.as_bytes(), "alias", false, &mut prefix).unwrap();
+    assert!(prefix.choice.before.is_empty(), "a delta of two members is not a text delta");
+    let first = normalize_stream_chunk(text("Hello").as_bytes(), "alias", false, &mut prefix).unwrap();
+    assert_eq!(first.data, alone(&text("Hello")).data);
+    assert_eq!(prefix.choice.before, br#"[{"index":0,"delta":{"content":""#);
+    assert_eq!(prefix.choice.after, br#"},"logprobs":null,"finish_reason":null}]"#);
+    // Another text, escapes and an empty one included: the same shape, the same output as alone.
+    for t in [" world", "say \"hi\"\n\\", ""] {
+        let c = text(t);
+        let (end, content, finish) = prefix.choice.matches(c.as_bytes(), choices_at(&c)).expect("the same shape");
+        assert_eq!(&c[end..end + 10], r#","usage":n"#);
+        assert_eq!((content, finish), (!t.is_empty(), false));
+        let n = normalize_stream_chunk(c.as_bytes(), "alias", false, &mut prefix).unwrap();
+        let a = alone(&c);
+        assert_eq!((n.data, n.content, n.finish, n.choices), (a.data, a.content, a.finish, a.choices));
+    }
+    // Near shapes are walked: a finish, another member, two choices, a cut-off text.
+    let finish = chunk(r#"{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}"#);
+    let reasoning = chunk(r#"{"index":0,"delta":{"content":"a","reasoning_content":"b"},"logprobs":null,"finish_reason":null}"#);
+    let two = text("a").replace("null}]", r#"null},{"index":1,"delta":{"content":"b"},"logprobs":null,"finish_reason":null}]"#);
+    for c in [&finish, &reasoning, &two] {
+        assert!(prefix.choice.matches(c.as_bytes(), choices_at(c)).is_none(), "{c}");
+        let n = normalize_stream_chunk(c.as_bytes(), "alias", false, &mut prefix).unwrap();
+        assert_eq!(n.data, alone(c).data);
+    }
+    let cut = &text("abc")[..choices_at(&text("abc")) + 33];
+    assert!(prefix.choice.matches(cut.as_bytes(), choices_at(cut)).is_none());
+    assert_eq!(normalize_stream_chunk(cut.as_bytes(), "alias", false, &mut prefix).unwrap_err(), normalize_chunk(cut.as_bytes(), "alias", false).unwrap_err());
+    // A text delta whose choice is rewritten (a finish reason mapped) is not a shape to copy.
+    let mut fresh = ChunkPrefix::default();
+    let mapped = chunk(r#"{"index":0,"delta":{"content":"a"},"finish_reason":"eos"}"#);
+    normalize_stream_chunk(mapped.as_bytes(), "alias", false, &mut fresh).unwrap();
+    assert!(fresh.choice.before.is_empty());
 }
 
 #[test]

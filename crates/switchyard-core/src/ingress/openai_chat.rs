@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream;
 use http::{HeaderValue, header};
 use tokio::time::Instant;
@@ -69,14 +69,6 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, Extension(id):
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
-fn frame(data: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(data.len() + 8);
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\n\n");
-    out.freeze()
-}
-
 struct Relay {
     stream: LiveStream,
     log: RequestLog,
@@ -108,7 +100,7 @@ fn relay(stream: LiveStream, log: RequestLog, leftovers: (http::request::Parts, 
                     if chunk.data.is_empty() {
                         continue; // usage the gateway asked for, not the caller
                     }
-                    frame(&chunk.data)
+                    chunk.into_sse_event()
                 }
                 None => {
                     r.ended = Some("ok");

@@ -140,7 +140,7 @@ fn now_secs() -> u64 {
 /// target of the chain may still serve it.
 /// A chunk translated from Anthropic's events, as the stream yields it.
 fn translated(c: wire::TranslatedChunk) -> Chunk {
-    Chunk { data: c.data, content: c.content, finish: c.finish, usage: c.usage }
+    Chunk::new(c.data, c.content, c.finish, c.usage)
 }
 
 fn unsupported(message: String) -> ProviderError {
@@ -349,7 +349,7 @@ fn error_event(error: ErrorBody, secret: Option<&str>) -> ProviderError {
 /// (or of a non-empty text block); the `message_delta` with the stop reason finishes and carries
 /// the usage.
 fn native_chunk(data: Bytes, event: StreamEvent, alias: &str, usage: &mut wire::types::Usage) -> Result<Chunk, ProviderError> {
-    let mut chunk = Chunk { data, content: false, finish: false, usage: None };
+    let mut chunk = Chunk::new(data, false, false, None);
     match event {
         StreamEvent::MessageStart { message } => {
             *usage = message.usage;

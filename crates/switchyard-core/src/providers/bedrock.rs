@@ -398,7 +398,7 @@ impl EventStream {
     }
 
     fn queue(&mut self, chunks: Vec<OutChunk>) {
-        self.pending.extend(chunks.into_iter().map(|c| Chunk { data: c.data, content: c.content, finish: c.finish, usage: c.usage }));
+        self.pending.extend(chunks.into_iter().map(|c| Chunk::new(c.data, c.content, c.finish, c.usage)));
     }
 
     fn fail(&mut self, e: StreamError) {

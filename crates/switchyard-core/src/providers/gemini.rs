@@ -373,7 +373,7 @@ impl GeminiStream {
     fn queue(&mut self, result: Result<Vec<OutChunk>, StreamError>) -> Option<ProviderError> {
         match result {
             Ok(chunks) => {
-                self.pending.extend(chunks.into_iter().map(|c| Chunk { data: c.data, content: c.content, finish: c.finish, usage: c.usage }));
+                self.pending.extend(chunks.into_iter().map(|c| Chunk::new(c.data, c.content, c.finish, c.usage)));
                 None
             }
             Err(e) => {

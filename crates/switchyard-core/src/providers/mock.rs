@@ -297,7 +297,7 @@ impl Provider for Mock {
                 Bytes::from(v.to_string())
             };
             let mut items: Vec<Result<Chunk, ProviderError>> = Vec::new();
-            items.push(Ok(Chunk { data: chunk(json!({"role": "assistant", "content": ""}), None), content: false, finish: false, usage: None }));
+            items.push(Ok(Chunk::new(chunk(json!({"role": "assistant", "content": ""}), None), false, false, None)));
             let pieces: Vec<String> = {
                 let ws: Vec<&str> = text.split_inclusive(' ').collect();
                 if ws.is_empty() { vec![text.clone()] } else { ws.into_iter().map(str::to_owned).collect() }
@@ -307,17 +307,17 @@ impl Provider for Mock {
                 if drop_at == Some(i) {
                     break;
                 }
-                items.push(Ok(Chunk { data: chunk(json!({"content": piece}), None), content: true, finish: false, usage: None }));
+                items.push(Ok(Chunk::new(chunk(json!({"content": piece}), None), true, false, None)));
             }
             if drop_at.is_some() {
                 items.push(Err(ProviderError::Stream("mock: connection dropped mid-stream".into())));
             } else {
-                items.push(Ok(Chunk { data: chunk(json!({}), Some("stop")), content: false, finish: true, usage: None }));
+                items.push(Ok(Chunk::new(chunk(json!({}), Some("stop")), false, true, None)));
                 if call.request.include_usage {
                     let v = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": call.alias,
                         "choices": [], "usage": {"prompt_tokens": usage.prompt_tokens,
                         "completion_tokens": usage.completion_tokens, "total_tokens": usage.total_tokens}});
-                    items.push(Ok(Chunk { data: Bytes::from(v.to_string()), content: false, finish: false, usage: Some(usage) }));
+                    items.push(Ok(Chunk::new(Bytes::from(v.to_string()), false, false, Some(usage))));
                 }
             }
             let delay = self.chunk_delay;

@@ -527,7 +527,7 @@ impl StreamTranslator {
             self.sent_role = true;
             let delta = Delta { role: Some("assistant".into()), content: Some(String::new()), ..Default::default() };
             let data = self.chunk(delta, None, None);
-            out.push_back(Chunk { data, content: false, finish: false, usage: None });
+            out.push_back(Chunk::new(data, false, false, None));
         }
         let done = a.done;
         let usage = usage_of(&a);
@@ -535,19 +535,19 @@ impl StreamTranslator {
         let msg = a.message.unwrap_or_default();
         if !msg.content.is_empty() {
             let data = self.text_chunk(&msg.content);
-            out.push_back(Chunk { data, content: true, finish: false, usage: None });
+            out.push_back(Chunk::new(data, true, false, None));
         }
         if !msg.tool_calls.is_empty() {
             let calls = tool_calls(msg.tool_calls, self.tool_calls, true);
             self.tool_calls += calls.len();
             let data = self.chunk(Delta { tool_calls: Some(calls), ..Default::default() }, None, None);
-            out.push_back(Chunk { data, content: true, finish: false, usage: None });
+            out.push_back(Chunk::new(data, true, false, None));
         }
         if done {
             self.finished = true;
             let finish = finish_reason(done_reason.as_deref(), self.tool_calls > 0);
             let data = self.chunk(Delta::default(), Some(finish), None);
-            out.push_back(Chunk { data, content: false, finish: true, usage: None });
+            out.push_back(Chunk::new(data, false, true, None));
             // The usage: a chunk of its own for callers who asked, else known to the gateway only.
             let data = if self.include_usage {
                 let c = ChatCompletionChunk {
@@ -563,7 +563,7 @@ impl StreamTranslator {
             } else {
                 Bytes::new()
             };
-            out.push_back(Chunk { data, content: false, finish: false, usage: Some(usage.summary()) });
+            out.push_back(Chunk::new(data, false, false, Some(usage.summary())));
         }
         Ok(())
     }

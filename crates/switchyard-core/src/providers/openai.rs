@@ -420,7 +420,7 @@ impl SseChunks {
         } else {
             Bytes::new()
         };
-        Some(Ok(Chunk { data, content: false, finish: false, usage: Some(usage) }))
+        Some(Ok(Chunk::new(data, false, false, Some(usage))))
     }
 
     /// Turns one event into a stream item; `None` for `[DONE]` (the end).
@@ -451,7 +451,7 @@ impl SseChunks {
                         self.last_id = chunk_id(&ev.data);
                     }
                 }
-                Some(Ok(Chunk { data: c.data, content: c.content, finish: c.finish, usage: c.usage }))
+                Some(Ok(Chunk { data: c.data, content: c.content, finish: c.finish, usage: c.usage, framed: c.framed }))
             }
             Err(NormalizeError::Upstream(m)) => {
                 self.done = true;

@@ -6,6 +6,15 @@
 
 use bytes::{Bytes, BytesMut};
 
+/// `data: {data}\n\n`: one SSE event carrying `data` (one line: JSON has no raw newlines).
+pub fn data_event(data: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(data.len() + 8);
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+    out.freeze()
+}
+
 /// One dispatched event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SseEvent {

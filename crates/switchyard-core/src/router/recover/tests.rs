@@ -10,7 +10,7 @@ fn chunk(v: Value) -> Chunk {
         completion_tokens: u["completion_tokens"].as_u64().unwrap(),
         total_tokens: u["total_tokens"].as_u64().unwrap(),
     });
-    Chunk { data: Bytes::from(v.to_string()), content, finish, usage }
+    Chunk::new(Bytes::from(v.to_string()), content, finish, usage)
 }
 
 fn delta(id: &str, model: &str, created: u64, delta: Value, finish: Option<&str>) -> Chunk {
@@ -85,7 +85,7 @@ fn a_continuation_is_relabelled_its_preamble_dropped_and_its_end_marked() {
 fn usage_only_the_gateway_sees_is_summed_too() {
     let carried = Usage { prompt_tokens: 10, completion_tokens: 3, total_tokens: 13 };
     let mut s = recovered(&["Hi "], carried, false);
-    let hidden = Chunk { data: Bytes::new(), content: false, finish: false, usage: Some(Usage { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 }) };
+    let hidden = Chunk::new(Bytes::new(), false, false, Some(Usage { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 }));
     let out = s.pass(hidden).unwrap();
     assert!(out.data.is_empty());
     assert_eq!(out.usage, Some(Usage { prompt_tokens: 11, completion_tokens: 5, total_tokens: 16 }));

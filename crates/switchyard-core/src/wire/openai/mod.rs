@@ -310,6 +310,9 @@ pub enum NormalizeError {
 pub struct NormalizedChunk {
     /// Empty when there is nothing to send to the caller.
     pub data: Bytes,
+    /// A chunk's `data` as an SSE event, `data` being the bytes inside (see
+    /// [`crate::providers::Chunk::framed`]); empty for a completion.
+    pub framed: Bytes,
     pub content: bool,
     pub finish: bool,
     pub usage: Option<Usage>,
@@ -342,6 +345,7 @@ pub fn normalize_stream_chunk(data: &[u8], alias: &str, keep_usage: bool, prefix
     let mut n = normalize(data, alias, ChoiceKind::Delta, keep_usage, Some(prefix))?;
     if !keep_usage && n.usage.is_some() && !n.content && !n.finish && n.choices == 0 {
         n.data = Bytes::new();
+        n.framed = Bytes::new();
     }
     Ok(n)
 }
@@ -376,7 +380,11 @@ fn raw_key(out: &mut Vec<u8>, key: &[u8]) {
 /// With `prefix` (the chunks of one stream), the members before `choices` are copied from the
 /// previous chunk's output when their bytes are the same (see [`ChunkPrefix`]).
 fn normalize(input: &[u8], alias: &str, kind: ChoiceKind, keep_usage: bool, prefix: Option<&mut ChunkPrefix>) -> Result<NormalizedChunk, NormalizeError> {
-    let mut out = Vec::with_capacity(input.len() + alias.len());
+    // A chunk is written as the SSE event it will be sent as, `data: {chunk}\n\n`.
+    let event = kind == ChoiceKind::Delta;
+    let base = if event { EVENT_START.len() } else { 0 };
+    let mut out = Vec::with_capacity(input.len() + alias.len() + if event { 8 } else { 0 });
+    out.extend_from_slice(&EVENT_START[..base]);
     let mut content = false;
     let mut finish = false;
     let mut usage = None;
@@ -476,7 +484,7 @@ fn normalize(input: &[u8], alias: &str, kind: ChoiceKind, keep_usage: bool, pref
     };
     walked.map_err(|e| NormalizeError::Invalid(e.to_string()))?;
     if let (Some(p), false, Some((in_at, out_at))) = (prefix, resumed, mark) {
-        p.remember(&input[..in_at], &out[..out_at]);
+        p.remember(&input[..in_at], &out[base..out_at]);
     }
     if let Some(r) = error {
         let message = std::str::from_utf8(&input[r])
@@ -494,8 +502,16 @@ fn normalize(input: &[u8], alias: &str, kind: ChoiceKind, keep_usage: bool, pref
         out.extend_from_slice(b",\"choices\":[]");
     }
     out.push(b'}');
-    Ok(NormalizedChunk { data: Bytes::from(out), content, finish, usage, choices })
+    if !event {
+        return Ok(NormalizedChunk { data: Bytes::from(out), framed: Bytes::new(), content, finish, usage, choices });
+    }
+    out.extend_from_slice(b"\n\n");
+    let framed = Bytes::from(out);
+    let data = framed.slice(base..framed.len() - 2);
+    Ok(NormalizedChunk { data, framed, content, finish, usage, choices })
 }
+
+const EVENT_START: &[u8] = b"data: ";
 
 /// What a stream's chunks so far leave for the next ones to reuse (see [`normalize_stream_chunk`]):
 /// the members before `choices` and the shape of the `choices` value.

@@ -218,6 +218,9 @@ fn a_stream_reuses_the_shape_of_a_text_delta() {
     assert!(prefix.choice.before.is_empty(), "a delta of two members is not a text delta");
     let first = normalize_stream_chunk(text("Hello").as_bytes(), "alias", false, &mut prefix).unwrap();
     assert_eq!(first.data, alone(&text("Hello")).data);
+    // Written as its SSE event, the chunk's JSON being the bytes inside.
+    assert_eq!(first.framed, [&b"data: "[..], &first.data, b"\n\n"].concat());
+    assert_eq!(first.framed[6..].as_ptr(), first.data.as_ptr());
     assert_eq!(prefix.choice.before, br#"[{"index":0,"delta":{"content":""#);
     assert_eq!(prefix.choice.after, br#"},"logprobs":null,"finish_reason":null}]"#);
     // Another text, escapes and an empty one included: the same shape, the same output as alone.

@@ -66,8 +66,9 @@ impl SseParser {
                 return Ok(None);
             };
             if let Some(value_at) = self.lone_data_line(line_len, term_len) {
-                // The usual event, `data: …\n\n` with nothing pending: taken in one split.
-                let data = self.buf.split_to(line_len + 2).freeze().slice(value_at..line_len);
+                // The usual event, `data: …\n\n` (or `\r\n\r\n`) with nothing pending: taken
+                // in one split.
+                let data = self.buf.split_to(line_len + 2 * term_len).freeze().slice(value_at..line_len);
                 self.scanned = 0;
                 return Ok(Some(SseEvent { event: None, data }));
             }
@@ -83,12 +84,14 @@ impl SseParser {
         }
     }
 
-    /// Where the value starts when the first line (`line_len` bytes and an LF) is a `data:`
-    /// line followed by the blank line that ends the event, with no field of the event before
-    /// it: then the event is that value, as [`Self::field`] and [`Self::dispatch`] would make it.
+    /// Where the value starts when the first line (`line_len` bytes and an LF or a CRLF) is a
+    /// `data:` line followed by the blank line that ends the event (the same line end again),
+    /// with no field of the event before it: then the event is that value, as [`Self::field`]
+    /// and [`Self::dispatch`] would make it.
     fn lone_data_line(&self, line_len: usize, term_len: usize) -> Option<usize> {
         let b = &self.buf[..];
-        if term_len != 1 || b[line_len] != b'\n' || b.get(line_len + 1) != Some(&b'\n') || line_len > self.limit {
+        let end: &[u8] = if term_len == 1 { b"\n\n" } else { b"\r\n\r\n" };
+        if b[line_len..].get(..end.len()) != Some(end) || line_len > self.limit {
             return None;
         }
         if self.data.is_some() || self.multi.is_some() || self.event.is_some() || !b.starts_with(b"data:") {
@@ -205,7 +208,7 @@ mod tests {
         SseEvent { event: event.map(str::to_owned), data: Bytes::copy_from_slice(data.as_bytes()) }
     }
 
-    const STREAM: &str = "data: {\"a\":\"h\u{e9}llo \u{1F600}\"}\n\n: keep-alive\n\nevent: error\ndata:{\"b\":1}\r\n\r\ndata: line1\rdata: line2\r\rdata:tight\n\ndata: a\ndata: b\n\nevent: e\ndata: y\n\ndata: \n\ndata: [DONE]\n\n";
+    const STREAM: &str = "data: {\"a\":\"h\u{e9}llo \u{1F600}\"}\n\n: keep-alive\n\nevent: error\ndata:{\"b\":1}\r\n\r\ndata: line1\rdata: line2\r\rdata:tight\n\ndata: a\ndata: b\n\nevent: e\ndata: y\n\ndata: \n\ndata: crlf\r\n\r\ndata: mixed\r\n\ndata: [DONE]\n\n";
 
     fn expected() -> Vec<SseEvent> {
         vec![
@@ -216,6 +219,8 @@ mod tests {
             ev(None, "a\nb"),
             ev(Some("e"), "y"),
             ev(None, ""),
+            ev(None, "crlf"),
+            ev(None, "mixed"),
             ev(None, "[DONE]"),
         ]
     }

@@ -284,7 +284,7 @@ impl Events {
             }
         }
         let event: StreamEvent = crate::wire::json::from_slice(&ev.data).map_err(|e| {
-            ProviderError::Protocol(format!("bad stream event `{}`: {e}", ev.event.as_deref().unwrap_or("?")))
+            ProviderError::Protocol(format!("bad stream event `{}`: {e}", String::from_utf8_lossy(ev.event.as_deref().unwrap_or(b"?"))))
         })?;
         let secret = self.secret.as_deref();
         if let StreamEvent::Error { error } = event {

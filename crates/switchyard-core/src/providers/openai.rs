@@ -429,7 +429,7 @@ impl SseChunks {
             self.done = true;
             return self.synthesized_usage();
         }
-        if ev.event.as_deref() == Some("error") {
+        if ev.event.as_deref() == Some(b"error") {
             self.done = true;
             let msg = crate::wire::json::from_slice::<&serde_json::value::RawValue>(&ev.data)
                 .ok()

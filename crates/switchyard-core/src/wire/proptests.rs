@@ -192,7 +192,7 @@ proptest! {
         got.extend(p.finish());
         let want: Vec<SseEvent> = events
             .iter()
-            .map(|e| SseEvent { event: e.name.clone(), data: Bytes::from(e.lines.join("\n")) })
+            .map(|e| SseEvent { event: e.name.as_deref().map(|n| Bytes::copy_from_slice(n.as_bytes())), data: Bytes::from(e.lines.join("\n")) })
             .collect();
         prop_assert_eq!(got, want, "stream {:?}", text);
     }

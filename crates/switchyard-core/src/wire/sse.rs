@@ -4,6 +4,8 @@
 //! character may be split across reads. The parser buffers bytes, never decodes text until an
 //! event is complete, and accepts LF, CRLF and CR line endings and `data:` with or without a space.
 
+use std::ops::Range;
+
 use bytes::{Bytes, BytesMut};
 
 /// `data: {data}\n\n`: one SSE event carrying `data` (one line: JSON has no raw newlines).
@@ -18,8 +20,8 @@ pub fn data_event(data: &[u8]) -> Bytes {
 /// One dispatched event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SseEvent {
-    /// The `event:` field, if any.
-    pub event: Option<String>,
+    /// The `event:` field, if any (its bytes: every name a provider sends is ASCII).
+    pub event: Option<Bytes>,
     /// The `data:` lines joined with `\n`.
     pub data: Bytes,
 }
@@ -31,7 +33,7 @@ pub struct SseParser {
     scanned: usize,
     data: Option<Bytes>,
     multi: Option<Vec<u8>>,
-    event: Option<String>,
+    event: Option<Bytes>,
     /// Longest event accepted, to bound memory.
     limit: usize,
 }
@@ -65,12 +67,10 @@ impl SseParser {
                 }
                 return Ok(None);
             };
-            if let Some(value_at) = self.lone_data_line(line_len, term_len) {
-                // The usual event, `data: …\n\n` (or `\r\n\r\n`) with nothing pending: taken
-                // in one split.
-                let data = self.buf.split_to(line_len + 2 * term_len).freeze().slice(value_at..line_len);
+            if let Some((name, value, len)) = self.one_cut(line_len, term_len) {
+                let whole = self.buf.split_to(len).freeze();
                 self.scanned = 0;
-                return Ok(Some(SseEvent { event: None, data }));
+                return Ok(Some(SseEvent { event: name.map(|n| whole.slice(n)), data: whole.slice(value) }));
             }
             let line = self.buf.split_to(line_len + term_len).freeze().slice(..line_len);
             self.scanned = 0;
@@ -84,20 +84,43 @@ impl SseParser {
         }
     }
 
-    /// Where the value starts when the first line (`line_len` bytes and an LF or a CRLF) is a
-    /// `data:` line followed by the blank line that ends the event (the same line end again),
-    /// with no field of the event before it: then the event is that value, as [`Self::field`]
-    /// and [`Self::dispatch`] would make it.
-    fn lone_data_line(&self, line_len: usize, term_len: usize) -> Option<usize> {
+    /// The usual events, taken from the buffer in one cut when they are complete and nothing
+    /// of an event is pending: a `data:` line, or an `event:` line and a `data:` line, then the
+    /// blank line, every line ended alike by LF or by CRLF (`line_len` and `term_len`: the first
+    /// line). Returns where the name and the value are and the event's length; the event is
+    /// what [`Self::field`] and [`Self::dispatch`] would make of it line by line.
+    fn one_cut(&self, line_len: usize, term_len: usize) -> Option<(Option<Range<usize>>, Range<usize>, usize)> {
+        if self.data.is_some() || self.multi.is_some() || self.event.is_some() {
+            return None;
+        }
         let b = &self.buf[..];
-        let end: &[u8] = if term_len == 1 { b"\n\n" } else { b"\r\n\r\n" };
-        if b[line_len..].get(..end.len()) != Some(end) || line_len > self.limit {
+        // A line that ends at `at` and the blank line after it, both ended like the first line.
+        let ended_twice = |at: usize| match term_len {
+            1 => b.get(at..at + 2) == Some(b"\n\n".as_slice()),
+            _ => b.get(at..at + 4) == Some(b"\r\n\r\n".as_slice()),
+        };
+        if b.starts_with(b"data:") {
+            if !ended_twice(line_len) || line_len > self.limit {
+                return None;
+            }
+            let value = if b[5] == b' ' { 6 } else { 5 };
+            return Some((None, value..line_len, line_len + 2 * term_len));
+        }
+        if !b.starts_with(b"event:") || (term_len == 1 && b[line_len] != b'\n') {
             return None;
         }
-        if self.data.is_some() || self.multi.is_some() || self.event.is_some() || !b.starts_with(b"data:") {
+        let at = line_len + term_len;
+        let line = &b[at..];
+        if !line.starts_with(b"data:") {
             return None;
         }
-        Some(if b[5] == b' ' { 6 } else { 5 })
+        let len = memchr::memchr2(b'\n', b'\r', line)?;
+        if !ended_twice(at + len) || len > self.limit {
+            return None;
+        }
+        let name = if b[6] == b' ' { 7 } else { 6 }..line_len;
+        let value = at + if line[5] == b' ' { 6 } else { 5 };
+        Some((Some(name), value..at + len, at + len + 2 * term_len))
     }
 
     /// At the end of the stream: the last event if it lacked its closing blank line.
@@ -172,7 +195,7 @@ impl SseParser {
                     self.data = Some(value);
                 }
             }
-            b"event" => self.event = Some(String::from_utf8_lossy(&value).into_owned()),
+            b"event" => self.event = Some(value),
             _ => {} // id, retry and unknown fields are not used by LLM providers
         }
         Ok(())
@@ -205,10 +228,10 @@ mod tests {
     }
 
     fn ev(event: Option<&str>, data: &str) -> SseEvent {
-        SseEvent { event: event.map(str::to_owned), data: Bytes::copy_from_slice(data.as_bytes()) }
+        SseEvent { event: event.map(|e| Bytes::copy_from_slice(e.as_bytes())), data: Bytes::copy_from_slice(data.as_bytes()) }
     }
 
-    const STREAM: &str = "data: {\"a\":\"h\u{e9}llo \u{1F600}\"}\n\n: keep-alive\n\nevent: error\ndata:{\"b\":1}\r\n\r\ndata: line1\rdata: line2\r\rdata:tight\n\ndata: a\ndata: b\n\nevent: e\ndata: y\n\ndata: \n\ndata: crlf\r\n\r\ndata: mixed\r\n\ndata: [DONE]\n\n";
+    const STREAM: &str = "data: {\"a\":\"h\u{e9}llo \u{1F600}\"}\n\n: keep-alive\n\nevent: error\ndata:{\"b\":1}\r\n\r\ndata: line1\rdata: line2\r\rdata:tight\n\ndata: a\ndata: b\n\nevent: e\ndata: y\n\ndata: \n\ndata: crlf\r\n\r\ndata: mixed\r\n\nevent: n1\ndata: one\n\nevent:n2\r\ndata:two\r\n\r\nevent: n3\ndata: x\ndata: y\n\nevent:\ndata: z\n\ndata: [DONE]\n\n";
 
     fn expected() -> Vec<SseEvent> {
         vec![
@@ -221,6 +244,10 @@ mod tests {
             ev(None, ""),
             ev(None, "crlf"),
             ev(None, "mixed"),
+            ev(Some("n1"), "one"),
+            ev(Some("n2"), "two"),
+            ev(Some("n3"), "x\ny"),
+            ev(Some(""), "z"),
             ev(None, "[DONE]"),
         ]
     }

@@ -387,7 +387,7 @@ fn translate_stream(sse: &[u8], cut: usize, include_usage: bool) -> (Vec<Transla
     for piece in [&sse[..cut], &sse[cut..]] {
         parser.push(piece);
         while let Some(ev) = parser.next_event().unwrap() {
-            assert_eq!(event_type(&ev.data).as_deref(), ev.event.as_deref(), "the event name is the JSON type");
+            assert_eq!(event_type(&ev.data).as_deref().map(str::as_bytes), ev.event.as_deref(), "the event name is the JSON type");
             match t.on_event(serde_json::from_slice(&ev.data).unwrap()) {
                 Ok(chunks) => out.extend(chunks),
                 Err(e) => return (out, Some(e)),

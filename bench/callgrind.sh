@@ -7,6 +7,9 @@
 #   CHUNKS=1 bench/callgrind.sh stream               # streams of 1 content chunk: with the
 #                                                    # default 50, separates the cost per stream
 #                                                    # (request, commit, head) from per chunk
+#   UPSTREAM=anthropic bench/callgrind.sh stream     # the `anthropic` provider against the fake
+#                                                    # Anthropic upstream: its events translated
+#                                                    # into OpenAI chunks
 #
 # Starts the fake upstream ($CHUNKS, default 50, chunks; no delays) and the release gateway under callgrind with
 # one server thread and its default logging, warms up with 200 requests, zeroes the counters,
@@ -20,7 +23,18 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/release
 WORK=$ROOT/bench/.work/callgrind
 mkdir -p "$WORK"
 GATEWAY=${SWITCHYARD_BIN:-$TARGET/switchyard}
-for bin in switchyard-fake-upstream loadgen; do
+KIND=${UPSTREAM:-openai}
+FAKE_ARGS=()
+case $KIND in
+    openai) FAKE=switchyard-fake-upstream ;;
+    anthropic)
+        FAKE=switchyard-fake-anthropic
+        # An answer of as many words as chunks, so that each text delta carries one.
+        FAKE_ARGS=(--reply "$(python3 -c "import sys; print(' '.join(f'word{i}' for i in range(int(sys.argv[1]))))" "${CHUNKS:-50}")")
+        ;;
+    *) echo "UPSTREAM: openai or anthropic" >&2; exit 2 ;;
+esac
+for bin in $FAKE loadgen; do
     [ -x "$TARGET/$bin" ] || { echo "$TARGET/$bin missing: cargo build --release first (same CARGO_TARGET_DIR)" >&2; exit 1; }
 done
 MODE=${1:-both}
@@ -30,8 +44,8 @@ N=${2:-}
 source "$ROOT/bench/common.sh"
 UP_PORT=$(free_port)
 GW_PORT=$(free_port)
-start_upstream "$TARGET/switchyard-fake-upstream" "$UP_PORT" "$WORK/upstream.log"
-gateway_config "$GW_PORT" "$UP_PORT" >"$WORK/switchyard.toml"
+start_upstream "$TARGET/$FAKE" "$UP_PORT" "$WORK/upstream.log" "${FAKE_ARGS[@]}"
+gateway_config "$GW_PORT" "$UP_PORT" "$KIND" >"$WORK/switchyard.toml"
 rm -f "$WORK"/callgrind.out.*
 valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out.%p" \
     "$GATEWAY" serve --config "$WORK/switchyard.toml" >"$WORK/gateway.log" 2>&1 &

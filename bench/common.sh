@@ -7,23 +7,27 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-# start_upstream BIN PORT LOG: the fake OpenAI upstream, $CHUNKS (default 50) content chunks per
-# stream, no delays.
+# start_upstream BIN PORT LOG [ARGS...]: a fake upstream (OpenAI's or Anthropic's), $CHUNKS
+# (default 50) content chunks per stream, no delays.
 start_upstream() {
-    "$1" --listen "127.0.0.1:$2" --chunks "${CHUNKS:-50}" >"$3" 2>&1 &
+    "$1" --listen "127.0.0.1:$2" --chunks "${CHUNKS:-50}" "${@:4}" >"$3" 2>&1 &
     PIDS+=($!)
 }
 
-# gateway_config GW_PORT UP_PORT: one server thread, alias `up` -> the fake upstream.
+# gateway_config GW_PORT UP_PORT [KIND]: one server thread, alias `up` -> the fake upstream
+# (KIND `openai`, the default, or `anthropic`: the fake Anthropic upstream, whose stream the
+# gateway translates into OpenAI chunks).
 gateway_config() {
+    local base="http://127.0.0.1:$2/v1"
+    [ "${3:-openai}" = anthropic ] && base="http://127.0.0.1:$2"
     cat <<CONF
 [server]
 listen = "127.0.0.1:$1"
 threads = 1
 
 [providers.up]
-kind = "openai"
-base_url = "http://127.0.0.1:$2/v1"
+kind = "${3:-openai}"
+base_url = "$base"
 api_key = "sk-bench"
 
 [models.up]

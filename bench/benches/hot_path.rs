@@ -47,6 +47,7 @@ use switchyard_core::wire::gemini::{AnswerMeta, CallIds};
 use switchyard_core::wire::anthropic::{ToAnthropic, ToOpenAi, to_anthropic, to_openai};
 use switchyard_core::wire::openai::types::{ChatCompletionChunk, ChatCompletionRequest};
 use switchyard_core::wire::ndjson::NdjsonParser;
+use switchyard_core::wire::chunk::Chunk;
 use switchyard_core::wire::sse::{SseParser, data_event};
 use switchyard_core::{Config, Routes};
 
@@ -240,10 +241,10 @@ fn sse_relay(c: &mut Criterion) {
     group.finish();
 }
 
-/// Frames one translated chunk for the client as the relay does (a copy: translators do not
-/// write their chunks as SSE events); returns its length.
-fn framed(data: &[u8]) -> usize {
-    black_box(data_event(data)).len()
+/// One translated chunk as the relay sends it (translators write their chunks as SSE events,
+/// so this takes those bytes as they are); returns its length.
+fn framed(chunk: Chunk) -> usize {
+    black_box(chunk.into_sse_event()).len()
 }
 
 /// An Anthropic stream as the network delivers it: one read per event.
@@ -270,7 +271,7 @@ fn anthropic_to_openai(reads: &[Bytes]) -> usize {
                 }
             };
             for chunk in chunks {
-                written += framed(&chunk.data);
+                written += framed(chunk);
             }
         }
     }
@@ -308,7 +309,7 @@ fn gemini_to_openai(reads: &[Bytes]) -> usize {
     let mut written = 0;
     for read in reads {
         for chunk in translate.push(read).expect("translatable") {
-            written += framed(&chunk.data);
+            written += framed(chunk);
         }
     }
     written
@@ -336,7 +337,7 @@ fn bedrock_to_openai(reads: &[Bytes]) -> usize {
     let mut written = 0;
     for read in reads {
         for chunk in translate.push(read).expect("translatable") {
-            written += framed(&chunk.data);
+            written += framed(chunk);
         }
     }
     written
@@ -367,7 +368,7 @@ fn ollama_to_openai(reads: &[Bytes]) -> usize {
             translate.on_line(&line, &mut chunks).expect("translatable");
             for chunk in chunks.drain(..) {
                 if !chunk.data.is_empty() {
-                    written += framed(&chunk.data);
+                    written += framed(chunk);
                 }
             }
         }

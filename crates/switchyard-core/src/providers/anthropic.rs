@@ -138,11 +138,6 @@ fn now_secs() -> u64 {
 
 /// A request the adapter cannot express for Anthropic (audio input, `n > 1`, ...): another
 /// target of the chain may still serve it.
-/// A chunk translated from Anthropic's events, as the stream yields it.
-fn translated(c: wire::TranslatedChunk) -> Chunk {
-    Chunk::new(c.data, c.content, c.finish, c.usage)
-}
-
 fn unsupported(message: String) -> ProviderError {
     ProviderError::Unsupported(message)
 }
@@ -279,7 +274,7 @@ impl Events {
     fn on_event(&mut self, ev: SseEvent) -> Result<(), ProviderError> {
         if let Mode::Translate(t) = &mut self.mode {
             if let Some(chunk) = t.text_delta(&ev.data) {
-                self.queue.extend(chunk.map(translated));
+                self.queue.extend(chunk);
                 return Ok(());
             }
         }
@@ -294,7 +289,7 @@ impl Events {
             Mode::Translate(t) => {
                 let chunks = t.on_event(event).map_err(|e| error_event(e, secret))?;
                 self.finished = t.finished();
-                self.queue.extend(chunks.into_iter().map(translated));
+                self.queue.extend(chunks);
             }
             Mode::Native { alias, usage } => {
                 let chunk = native_chunk(ev.data, event, alias, usage)?;

@@ -40,7 +40,7 @@ use serde::Deserialize;
 
 use super::http::{HttpClient, MAX_BODY, client, extra_headers, read_body, send_checked, redact, upstream_status};
 use super::{Call, Chunk, Completion, Kind, OptionError, Provider, ProviderError, Reply, Spec, UpstreamStatus, options};
-use crate::wire::bedrock::stream::{OutChunk, StreamError, StreamTranslator};
+use crate::wire::bedrock::stream::{StreamError, StreamTranslator};
 use crate::wire::bedrock::{AnswerMeta, TranslateError, completion, to_converse};
 use crate::wire::openai::types::ChatCompletionRequest;
 
@@ -397,8 +397,8 @@ impl EventStream {
         EventStream { body, translator: StreamTranslator::new(meta, include_usage), pending: VecDeque::new(), secrets, failed: None, done: false }
     }
 
-    fn queue(&mut self, chunks: Vec<OutChunk>) {
-        self.pending.extend(chunks.into_iter().map(|c| Chunk::new(c.data, c.content, c.finish, c.usage)));
+    fn queue(&mut self, chunks: Vec<Chunk>) {
+        self.pending.extend(chunks);
     }
 
     fn fail(&mut self, e: StreamError) {

@@ -29,7 +29,7 @@ use super::{
 };
 use crate::config::ProbeKind;
 use crate::wire::openai::embeddings::{EmbedInput, EmbeddingFields, list_body};
-use crate::wire::gemini::stream::{OutChunk, SseTranslator, StreamError};
+use crate::wire::gemini::stream::{SseTranslator, StreamError};
 use crate::wire::gemini::{AnswerMeta, CallIds, RequestSettings, TranslateError, completion_body, to_gemini_request};
 use crate::wire::openai::types::ChatCompletionRequest;
 use crate::wire::openai::NormalizeError;
@@ -370,10 +370,10 @@ impl GeminiStream {
         GeminiStream { body, sse: SseTranslator::new(meta, include_usage), pending: VecDeque::new(), done: false }
     }
 
-    fn queue(&mut self, result: Result<Vec<OutChunk>, StreamError>) -> Option<ProviderError> {
+    fn queue(&mut self, result: Result<Vec<Chunk>, StreamError>) -> Option<ProviderError> {
         match result {
             Ok(chunks) => {
-                self.pending.extend(chunks.into_iter().map(|c| Chunk::new(c.data, c.content, c.finish, c.usage)));
+                self.pending.extend(chunks);
                 None
             }
             Err(e) => {

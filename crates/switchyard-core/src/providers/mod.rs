@@ -182,33 +182,8 @@ pub struct Completion {
     pub usage: Option<Usage>,
 }
 
-/// One stream chunk, already in OpenAI's chunk JSON (without SSE framing).
-#[derive(Clone, Debug, Default)]
-pub struct Chunk {
-    pub data: Bytes,
-    /// Carries model output (text, tool calls, a refusal, ...), as opposed to a role-only preamble.
-    pub content: bool,
-    /// Carries a `finish_reason`.
-    pub finish: bool,
-    pub usage: Option<Usage>,
-    /// `data` as an SSE event (`data: {data}\n\n`), when the adapter wrote it that way and
-    /// `data` is the bytes inside (empty otherwise): relayed without a copy. Used only while
-    /// `data` still points into it, so code that replaces `data` needs not know about it.
-    pub framed: Bytes,
-}
-
-impl Chunk {
-    pub fn new(data: Bytes, content: bool, finish: bool, usage: Option<Usage>) -> Chunk {
-        Chunk { data, content, finish, usage, framed: Bytes::new() }
-    }
-
-    /// The chunk as an SSE event: the adapter's framed bytes when `data` is still the JSON
-    /// inside them, a new frame otherwise.
-    pub fn into_sse_event(self) -> Bytes {
-        let inside = self.framed.len() == self.data.len() + 8 && self.framed.get(6..).is_some_and(|f| f.as_ptr() == self.data.as_ptr());
-        if inside { self.framed } else { crate::wire::sse::data_event(&self.data) }
-    }
-}
+/// One stream chunk, already in OpenAI's chunk JSON.
+pub use crate::wire::chunk::Chunk;
 
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, ProviderError>> + Send>>;
 
@@ -368,36 +343,4 @@ pub fn validate(config: &ProviderConfig) -> Result<(), OptionError> {
 /// Deserializes a kind's option table into its typed options, naming the offending key.
 pub fn options<T: for<'de> serde::Deserialize<'de>>(options: &toml::Table) -> Result<T, OptionError> {
     crate::config::deserialize_table("", toml::Value::Table(options.clone()))
-}
-
-#[cfg(test)]
-mod chunk_tests {
-    use bytes::Bytes;
-
-    use super::Chunk;
-
-    fn framed(json: &str) -> Chunk {
-        let framed = Bytes::from(format!("data: {json}\n\n"));
-        let data = framed.slice(6..framed.len() - 2);
-        Chunk { data, framed, ..Chunk::default() }
-    }
-
-    #[test]
-    fn an_sse_event_reuses_the_framed_bytes_only_while_data_is_inside_them() {
-        let c = framed(r#"{"a":1}"#);
-        let at = c.framed.as_ptr();
-        let event = c.into_sse_event();
-        assert_eq!(event, &b"data: {\"a\":1}\n\n"[..]);
-        assert_eq!(event.as_ptr(), at, "the adapter's bytes, not a copy");
-        // Data replaced after framing (a recovery marker, a relabelled model): framed anew.
-        let mut c = framed(r#"{"a":1}"#);
-        c.data = Bytes::from_static(br#"{"b":22}"#);
-        assert_eq!(c.into_sse_event(), &b"data: {\"b\":22}\n\n"[..]);
-        // The same length and bytes, but not the bytes inside: still framed anew, correctly.
-        let mut c = framed(r#"{"a":1}"#);
-        c.data = Bytes::from_static(br#"{"a":2}"#);
-        assert_eq!(c.into_sse_event(), &b"data: {\"a\":2}\n\n"[..]);
-        // No framed bytes (most adapters).
-        assert_eq!(Chunk::new(Bytes::from_static(b"{}"), true, false, None).into_sse_event(), &b"data: {}\n\n"[..]);
-    }
 }

@@ -491,29 +491,30 @@ impl StreamTranslator {
         self.finished
     }
 
-    fn chunk(&self, delta: Delta, finish: Option<String>, usage: Option<Option<UsageDetail>>) -> Bytes {
+    fn chunk(&self, delta: Delta, finish: Option<String>, content: bool) -> Chunk {
         let c = ChatCompletionChunk {
             id: self.meta.id.clone(),
             object: "chat.completion.chunk".into(),
             created: self.meta.created,
             model: self.meta.alias.clone(),
             choices: vec![ChunkChoice { index: 0, delta, logprobs: None, finish_reason: finish }],
-            usage: if self.include_usage { Some(usage.flatten()) } else { None },
+            usage: if self.include_usage { Some(None) } else { None },
             switchyard: None,
         };
-        Bytes::from(serde_json::to_vec(&c).unwrap_or_default())
+        let finish = c.choices[0].finish_reason.is_some();
+        Chunk::serialized(&c, content, finish, None)
     }
 
     /// The content chunk of `text`: the stream's template with the text in it, the bytes
     /// [`Self::chunk`] would build.
-    fn text_chunk(&mut self, text: &str) -> Bytes {
+    fn text_chunk(&mut self, text: &str) -> Chunk {
         if self.text_template.is_none() {
-            let empty = self.chunk(Delta { content: Some(String::new()), ..Default::default() }, None, None);
-            self.text_template = StringSlot::at_last(&empty, "content");
+            let empty = self.chunk(Delta { content: Some(String::new()), ..Default::default() }, None, true);
+            self.text_template = StringSlot::at_last(&empty.data, "content");
         }
         match &self.text_template {
-            Some(slot) => slot.fill(text),
-            None => self.chunk(Delta { content: Some(text.to_owned()), ..Default::default() }, None, None),
+            Some(slot) => Chunk::text(slot, text),
+            None => self.chunk(Delta { content: Some(text.to_owned()), ..Default::default() }, None, true),
         }
     }
 
@@ -526,30 +527,27 @@ impl StreamTranslator {
         if !self.sent_role {
             self.sent_role = true;
             let delta = Delta { role: Some("assistant".into()), content: Some(String::new()), ..Default::default() };
-            let data = self.chunk(delta, None, None);
-            out.push_back(Chunk::new(data, false, false, None));
+            out.push_back(self.chunk(delta, None, false));
         }
         let done = a.done;
         let usage = usage_of(&a);
         let done_reason = a.done_reason.clone();
         let msg = a.message.unwrap_or_default();
         if !msg.content.is_empty() {
-            let data = self.text_chunk(&msg.content);
-            out.push_back(Chunk::new(data, true, false, None));
+            let chunk = self.text_chunk(&msg.content);
+            out.push_back(chunk);
         }
         if !msg.tool_calls.is_empty() {
             let calls = tool_calls(msg.tool_calls, self.tool_calls, true);
             self.tool_calls += calls.len();
-            let data = self.chunk(Delta { tool_calls: Some(calls), ..Default::default() }, None, None);
-            out.push_back(Chunk::new(data, true, false, None));
+            out.push_back(self.chunk(Delta { tool_calls: Some(calls), ..Default::default() }, None, true));
         }
         if done {
             self.finished = true;
             let finish = finish_reason(done_reason.as_deref(), self.tool_calls > 0);
-            let data = self.chunk(Delta::default(), Some(finish), None);
-            out.push_back(Chunk::new(data, false, true, None));
+            out.push_back(self.chunk(Delta::default(), Some(finish), false));
             // The usage: a chunk of its own for callers who asked, else known to the gateway only.
-            let data = if self.include_usage {
+            out.push_back(if self.include_usage {
                 let c = ChatCompletionChunk {
                     id: self.meta.id.clone(),
                     object: "chat.completion.chunk".into(),
@@ -559,11 +557,10 @@ impl StreamTranslator {
                     usage: Some(Some(usage)),
                     switchyard: None,
                 };
-                Bytes::from(serde_json::to_vec(&c).unwrap_or_default())
+                Chunk::serialized(&c, false, false, Some(usage.summary()))
             } else {
-                Bytes::new()
-            };
-            out.push_back(Chunk::new(data, false, false, Some(usage.summary())));
+                Chunk::new(Bytes::new(), false, false, Some(usage.summary()))
+            });
         }
         Ok(())
     }
@@ -700,8 +697,10 @@ mod tests {
             let meta = Meta { id: r#"chatcmpl-"content":"""#.into(), created: 7, alias: r#"chat "content":"" \ alias"#.into() };
             let mut t = StreamTranslator::with_meta(meta, include_usage);
             for text in ["Hello", " \"quoted\" \\ back/slash", "line\nbreak\ttab", "\u{1}\u{7f} control", "Zürich 🌤", "\u{2028}"] {
-                let whole = t.chunk(Delta { content: Some(text.to_owned()), ..Delta::default() }, None, None);
-                assert_eq!(t.text_chunk(text), whole, "{text:?}");
+                let whole = t.chunk(Delta { content: Some(text.to_owned()), ..Delta::default() }, None, true);
+                let fast = t.text_chunk(text);
+                assert_eq!(fast, whole, "{text:?}");
+                assert_eq!(fast.into_sse_event(), whole.into_sse_event(), "{text:?}");
             }
         }
     }

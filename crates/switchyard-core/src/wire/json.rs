@@ -120,6 +120,20 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// The string whose contents (between its quotes, found by [`super::scan::TextShape`]) are
+/// `doc[text]`, as serde_json reads it; `None` where serde_json would fail (a raw control
+/// character, bad UTF-8, a bad escape). Without escapes, borrowed from `doc`.
+pub fn string_at(doc: &[u8], text: std::ops::Range<usize>, escaped: bool) -> Option<Cow<'_, str>> {
+    if escaped {
+        return from_slice::<Str<'_>>(doc.get(text.start.checked_sub(1)?..text.end + 1)?).ok().map(|s| s.0);
+    }
+    let raw = doc.get(text)?;
+    if raw.iter().any(|&b| b < 0x20) {
+        return None;
+    }
+    std::str::from_utf8(raw).ok().map(Cow::Borrowed)
+}
+
 /// A serialized JSON document with one string value left open, for writing it again and again
 /// with different strings there: what serializing the whole document would give, for two copies
 /// and the string's escaping (the translation of a stream's text deltas).
@@ -143,11 +157,22 @@ impl StringSlot {
 
     /// The document with `text`, escaped as serde_json escapes it, in the slot.
     pub fn fill(&self, text: &str) -> bytes::Bytes {
-        let mut out = Vec::with_capacity(self.before.len() + text.len() + 8 + self.after.len());
-        out.extend_from_slice(&self.before);
-        write_str(&mut out, text);
-        out.extend_from_slice(&self.after);
+        let mut out = Vec::with_capacity(self.filled_len(text));
+        self.fill_into(&mut out, text);
         bytes::Bytes::from(out)
+    }
+
+    /// Appends what [`StringSlot::fill`] gives to `out`.
+    pub fn fill_into(&self, out: &mut Vec<u8>, text: &str) {
+        out.extend_from_slice(&self.before);
+        write_str(out, text);
+        out.extend_from_slice(&self.after);
+    }
+
+    /// About the length of the document with `text` in the slot (exact unless `text` needs
+    /// more than a few escapes).
+    pub fn filled_len(&self, text: &str) -> usize {
+        self.before.len() + text.len() + 8 + self.after.len()
     }
 }
 

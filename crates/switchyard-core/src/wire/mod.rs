@@ -3,6 +3,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod chunk;
 pub mod de;
 pub mod gemini;
 pub mod json;

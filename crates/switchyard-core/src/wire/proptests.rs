@@ -772,6 +772,49 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(config(128))]
+
+    /// The text-delta fast path, which reuses the bytes around the last text it parsed, gives
+    /// what the whole path gives for any sequence of events: text deltas around random texts
+    /// (escaped as serde_json or Anthropic escape them, or cut short), of other blocks, with
+    /// raw control characters, bad UTF-8 or trailing bytes, and other events between them.
+    #[test]
+    fn the_text_delta_fast_path_gives_what_the_whole_path_gives(
+        events in prop::collection::vec((0..9u8, "\\PC{0,10}|[\\x00-\\x1f\"\\\\/é]{0,4}", 0..3u32), 1..24),
+        include_usage in any::<bool>(),
+    ) {
+        let start = r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude","usage":{"input_tokens":3,"output_tokens":1}}}"#;
+        let mut fast = ToOpenAi::new("alias", include_usage, 7);
+        let mut slow = ToOpenAi::new("alias", include_usage, 7);
+        for t in [&mut fast, &mut slow] {
+            t.on_event(serde_json::from_str(start).unwrap()).unwrap();
+        }
+        for (kind, text, index) in events {
+            let plain = json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}).to_string();
+            let data: Vec<u8> = match kind {
+                // serde_json's escapes; the commonest.
+                0..=3 => plain.into_bytes(),
+                // Escapes serde_json does not write (`\/`, `\u00e9`).
+                4 => plain.replace('/', "\\/").replace('é', "\\u00e9").into_bytes(),
+                // A raw control character, bad UTF-8, trailing bytes: not valid JSON (or not JSON alone).
+                5 => plain.replacen("\"text\":\"", "\"text\":\"\n", 1).into_bytes(),
+                6 => [plain.as_bytes(), b" x"].concat(),
+                7 => plain.replacen("\"text\":\"", "\"text\":\"\u{ff}", 1).into_bytes().into_iter().flat_map(|b| if b == 0xc3 { vec![0xff] } else { vec![b] }).collect(),
+                // Another event between the deltas.
+                _ => br#"{"type":"ping"}"#.to_vec(),
+            };
+            let slow_says: Option<Result<Vec<crate::wire::chunk::Chunk>, String>> =
+                serde_json::from_slice::<StreamEvent>(&data).ok().map(|e| slow.on_event(e).map_err(|e| e.message));
+            match fast.text_delta(&data) {
+                Some(got) => prop_assert_eq!(Some(Ok(got.into_iter().collect())), slow_says, "{}", String::from_utf8_lossy(&data)),
+                // Not a text delta, or not valid: the whole path, whatever it says, is taken.
+                None => prop_assert!(!matches!(&slow_says, Some(Ok(c)) if c.len() == 1 && c[0].content && serde_json::from_slice::<Value>(&data).is_ok_and(|v| v["delta"]["type"] == "text_delta")), "{}", String::from_utf8_lossy(&data)),
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7. Stream chunks normalized with a remembered prefix
 

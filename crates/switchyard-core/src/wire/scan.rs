@@ -254,6 +254,63 @@ pub fn skip(s: &[u8], start: usize, depth: usize) -> Result<usize> {
     value_end(s, start, depth)
 }
 
+/// The bytes of a JSON text around one string value, learned from one text and matched against
+/// others: the events of a stream that differ only in that string (the text of a text delta)
+/// are recognised by two comparisons and one scan for the string's end instead of being parsed.
+/// Texts of the same bytes around another string have the same structure, as nothing in a
+/// string's bytes but its end is structure.
+#[derive(Clone, Debug, Default)]
+pub struct TextShape {
+    /// From where the shape starts up to the string's opening quote, included.
+    before: Vec<u8>,
+    /// From after its closing quote to where the shape ends.
+    after: Vec<u8>,
+}
+
+/// Where a [`TextShape`] matched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shaped {
+    /// The string's contents, between its quotes (still escaped).
+    pub text: Range<usize>,
+    /// The contents have escapes.
+    pub escaped: bool,
+    /// The index after the shape.
+    pub end: usize,
+}
+
+impl TextShape {
+    /// Learns the shape of `s[start..end]` around the string whose contents (between its
+    /// quotes) are `s[text]`.
+    pub fn learn(&mut self, s: &[u8], start: usize, text: Range<usize>, end: usize) {
+        debug_assert!(text.start > start && s[text.start - 1] == b'"' && s.get(text.end) == Some(&b'"'));
+        self.before.clear();
+        self.before.extend_from_slice(&s[start..text.start]);
+        self.after.clear();
+        self.after.extend_from_slice(&s[text.end + 1..end]);
+    }
+
+    /// Nothing learned yet.
+    pub fn is_empty(&self) -> bool {
+        self.before.is_empty()
+    }
+
+    /// The bytes before the string's contents (its opening quote included) and after them
+    /// (its closing quote included).
+    pub fn parts(&self) -> (&[u8], Vec<u8>) {
+        (&self.before, [&b"\""[..], &self.after].concat())
+    }
+
+    /// When `s` has this shape at `at`: where its string is and where the shape ends.
+    pub fn matches_at(&self, s: &[u8], at: usize) -> Option<Shaped> {
+        if self.before.is_empty() || !s.get(at..)?.starts_with(&self.before) {
+            return None;
+        }
+        let quote = at + self.before.len() - 1;
+        let (end, escaped) = string_end(s, quote).ok()?;
+        s[end..].starts_with(&self.after).then(|| Shaped { text: quote + 1..end - 1, escaped, end: end + self.after.len() })
+    }
+}
+
 /// True for `null`, `""`, `[]` and `{}` (inner whitespace allowed).
 pub fn is_empty(v: &[u8]) -> bool {
     match v {

@@ -23,7 +23,7 @@ pub use response::{
     arguments_to_input, completion_from_message, finish_from_stop_reason, message_from_completion, message_id,
     stop_reason_from_finish, tool_use_from_call, usage_from_openai, usage_to_openai,
 };
-pub use stream::{ToAnthropic, ToOpenAi, TranslatedChunk, merge_usage};
+pub use stream::{ToAnthropic, ToOpenAi, merge_usage};
 
 /// A request that cannot be expressed in the other format (an HTTP 400 for the caller).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,6 +7,8 @@
 //! `input_json_delta` fragment becomes one `tool_calls[].function.arguments` fragment and back,
 //! in order, so the fragments joined are always the whole arguments JSON.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
@@ -14,22 +16,11 @@ use super::response::{finish_from_stop_reason, message_id, stop_reason_from_fini
 use super::types::{
     BlockDelta, ContentBlock, DeltaUsage, ErrorBody, Message, MessageDeltaBody, StreamEvent, TextBlock, ToolUseBlock, Usage,
 };
+use crate::wire::chunk::Chunk;
 use crate::wire::json::{Str, StringSlot};
+use crate::wire::scan::TextShape;
 use crate::wire::openai::Usage as UsageSummary;
 use crate::wire::openai::types::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCall, ToolCall, UsageDetail};
-
-/// One OpenAI chunk made from Anthropic events, with what the router needs to know about it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TranslatedChunk {
-    /// The `chat.completion.chunk` JSON (without SSE framing).
-    pub data: Bytes,
-    /// Carries model output (text, a tool call or its arguments, reasoning).
-    pub content: bool,
-    /// Carries a `finish_reason`.
-    pub finish: bool,
-    /// The whole exchange's usage, on the last chunk.
-    pub usage: Option<UsageSummary>,
-}
 
 /// Anthropic's stream events → OpenAI chunks labelled with an alias.
 pub struct ToOpenAi {
@@ -44,6 +35,9 @@ pub struct ToOpenAi {
     /// A text chunk's JSON before and after its content string, made at `message_start` for
     /// [`ToOpenAi::text_delta`].
     text_template: Option<StringSlot>,
+    /// The bytes around the text of the last text delta event parsed whole: the next events of
+    /// the same bytes around another text are text deltas of that text (see [`TextShape`]).
+    text_shape: TextShape,
 }
 
 /// The members of a `content_block_delta` event that a text delta needs, borrowed from its JSON.
@@ -76,6 +70,7 @@ impl ToOpenAi {
             tools: Vec::new(),
             finished: false,
             text_template: None,
+            text_shape: TextShape::default(),
         }
     }
 
@@ -86,17 +81,37 @@ impl ToOpenAi {
     /// serde's buffering of internally tagged enums, no `ChatCompletionChunk` to serialize).
     /// `None` for any other event, or before `message_start`: pass it to `on_event`.
     /// `Some(None)`: a text delta with nothing to send (empty text).
-    pub fn text_delta(&mut self, data: &[u8]) -> Option<Option<TranslatedChunk>> {
+    ///
+    /// An event of the same bytes as the last one parsed, around another text, is not parsed
+    /// at all (every text delta of a content block is, but for its text).
+    pub fn text_delta(&mut self, data: &[u8]) -> Option<Option<Chunk>> {
         let template = self.text_template.as_ref()?;
-        let event: TextDeltaEvent<'_> = crate::wire::json::from_slice(data).ok()?;
-        if event.kind != "content_block_delta" || event.delta.kind != "text_delta" {
-            return None;
-        }
-        let Str(text) = event.delta.text?;
+        let text = match self.text_shape.matches_at(data, 0) {
+            Some(m) if m.end == data.len() => crate::wire::json::string_at(data, m.text, m.escaped),
+            _ => None,
+        };
+        let text = match text {
+            Some(text) => text,
+            None => {
+                let event: TextDeltaEvent<'_> = crate::wire::json::from_slice(data).ok()?;
+                if event.kind != "content_block_delta" || event.delta.kind != "text_delta" {
+                    return None;
+                }
+                let Str(text) = event.delta.text?;
+                if let Cow::Borrowed(t) = &text {
+                    // Plain text, read in place: where it is in `data` is the shape.
+                    let at = (t.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
+                    if !t.is_empty() && at > 0 && data.get(at - 1) == Some(&b'"') && data.get(at + t.len()) == Some(&b'"') {
+                        self.text_shape.learn(data, 0, at..at + t.len(), data.len());
+                    }
+                }
+                text
+            }
+        };
         if text.is_empty() {
             return Some(None);
         }
-        Some(Some(TranslatedChunk { data: template.fill(&text), content: true, finish: false, usage: None }))
+        Some(Some(Chunk::text(template, &text)))
     }
 
     /// A `message_delta` with the stop reason has been translated: the answer is complete.
@@ -105,7 +120,7 @@ impl ToOpenAi {
     }
 
     /// Translates one event. An `error` event is returned as the error it carries.
-    pub fn on_event(&mut self, event: StreamEvent) -> Result<Vec<TranslatedChunk>, ErrorBody> {
+    pub fn on_event(&mut self, event: StreamEvent) -> Result<Vec<Chunk>, ErrorBody> {
         Ok(match event {
             StreamEvent::MessageStart { message } => self.on_start(message),
             StreamEvent::ContentBlockStart { index, content_block } => self.on_block_start(index, content_block),
@@ -117,7 +132,7 @@ impl ToOpenAi {
         })
     }
 
-    fn on_start(&mut self, message: Message) -> Vec<TranslatedChunk> {
+    fn on_start(&mut self, message: Message) -> Vec<Chunk> {
         self.id = message.id;
         self.usage = message.usage;
         self.text_template = StringSlot::at_last(&self.text(String::new()).data, "content");
@@ -125,7 +140,7 @@ impl ToOpenAi {
         vec![self.chunk(delta, None, false)]
     }
 
-    fn on_block_start(&mut self, index: u32, block: ContentBlock) -> Vec<TranslatedChunk> {
+    fn on_block_start(&mut self, index: u32, block: ContentBlock) -> Vec<Chunk> {
         match block {
             ContentBlock::Text(t) if !t.text.is_empty() => vec![self.text(t.text)],
             ContentBlock::Thinking(t) if !t.thinking.is_empty() => vec![self.reasoning(t.thinking)],
@@ -135,7 +150,7 @@ impl ToOpenAi {
     }
 
     /// The first delta of a tool call carries its index, id and name (and empty arguments).
-    fn on_tool_start(&mut self, index: u32, u: ToolUseBlock) -> Vec<TranslatedChunk> {
+    fn on_tool_start(&mut self, index: u32, u: ToolUseBlock) -> Vec<Chunk> {
         let position = self.tools.len() as u32;
         self.tools.push((index, false));
         let call = ToolCall {
@@ -153,7 +168,7 @@ impl ToOpenAi {
         out
     }
 
-    fn on_delta(&mut self, index: u32, delta: BlockDelta) -> Vec<TranslatedChunk> {
+    fn on_delta(&mut self, index: u32, delta: BlockDelta) -> Vec<Chunk> {
         match delta {
             BlockDelta::TextDelta { text } if !text.is_empty() => vec![self.text(text)],
             BlockDelta::ThinkingDelta { thinking } if !thinking.is_empty() => vec![self.reasoning(thinking)],
@@ -164,7 +179,7 @@ impl ToOpenAi {
 
     /// A tool call whose input streamed no fragment at all still gets `{}`, so a client always
     /// receives parseable arguments.
-    fn on_block_stop(&mut self, index: u32) -> Vec<TranslatedChunk> {
+    fn on_block_stop(&mut self, index: u32) -> Vec<Chunk> {
         match self.tools.iter().find(|(block, _)| *block == index) {
             Some((_, false)) => self.arguments(index, "{}".into()).into_iter().collect(),
             _ => Vec::new(),
@@ -172,7 +187,7 @@ impl ToOpenAi {
     }
 
     /// One fragment of a tool call's arguments, addressed by the call's OpenAI index.
-    fn arguments(&mut self, block: u32, fragment: String) -> Option<TranslatedChunk> {
+    fn arguments(&mut self, block: u32, fragment: String) -> Option<Chunk> {
         let position = self.tools.iter().position(|(b, _)| *b == block)?;
         self.tools[position].1 = true;
         let call = ToolCall {
@@ -185,7 +200,7 @@ impl ToOpenAi {
 
     /// The stop reason and final usage: a finish chunk, then (if asked) a usage chunk. The last
     /// chunk always carries the usage for the gateway.
-    fn on_message_delta(&mut self, delta: MessageDeltaBody, usage: DeltaUsage) -> Vec<TranslatedChunk> {
+    fn on_message_delta(&mut self, delta: MessageDeltaBody, usage: DeltaUsage) -> Vec<Chunk> {
         merge_usage(&mut self.usage, usage);
         self.finished = true;
         let finish = delta.stop_reason.as_deref().map(finish_from_stop_reason).unwrap_or("stop");
@@ -196,15 +211,15 @@ impl ToOpenAi {
             return vec![finish_chunk];
         }
         let usage_chunk = ChatCompletionChunk { choices: Vec::new(), usage: Some(Some(detail)), ..self.envelope() };
-        let usage_chunk = TranslatedChunk { data: to_bytes(&usage_chunk), content: false, finish: false, usage: Some(detail.summary()) };
+        let usage_chunk = Chunk::serialized(&usage_chunk, false, false, Some(detail.summary()));
         vec![finish_chunk, usage_chunk]
     }
 
-    fn text(&self, text: String) -> TranslatedChunk {
+    fn text(&self, text: String) -> Chunk {
         self.chunk(Delta { content: Some(text), ..Default::default() }, None, true)
     }
 
-    fn reasoning(&self, text: String) -> TranslatedChunk {
+    fn reasoning(&self, text: String) -> Chunk {
         let mut extra = Map::new();
         extra.insert("reasoning_content".into(), Value::String(text));
         self.chunk(Delta { extra, ..Default::default() }, None, true)
@@ -223,10 +238,10 @@ impl ToOpenAi {
         }
     }
 
-    fn chunk(&self, delta: Delta, finish: Option<&str>, content: bool) -> TranslatedChunk {
+    fn chunk(&self, delta: Delta, finish: Option<&str>, content: bool) -> Chunk {
         let choice = ChunkChoice { index: 0, delta, logprobs: None, finish_reason: finish.map(str::to_owned) };
         let chunk = ChatCompletionChunk { choices: vec![choice], ..self.envelope() };
-        TranslatedChunk { data: to_bytes(&chunk), content, finish: finish.is_some(), usage: None }
+        Chunk::serialized(&chunk, content, finish.is_some(), None)
     }
 }
 
@@ -244,10 +259,6 @@ pub fn merge_usage(usage: &mut Usage, delta: DeltaUsage) {
     if delta.cache_read_input_tokens.is_some() {
         usage.cache_read_input_tokens = delta.cache_read_input_tokens;
     }
-}
-
-fn to_bytes(value: &impl serde::Serialize) -> Bytes {
-    Bytes::from(serde_json::to_vec(value).expect("serializing a chunk cannot fail"))
 }
 
 /// The kind of the content block currently open in a [`ToAnthropic`] stream.

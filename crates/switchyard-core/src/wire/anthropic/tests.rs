@@ -3,6 +3,7 @@ use serde_json::{Value, json};
 use super::types::*;
 use super::*;
 use crate::wire::openai::types::{ChatCompletionChunk, ChatCompletionRequest, Content, ContentPart, ToolChoice as OpenAiToolChoice};
+use crate::wire::chunk::Chunk;
 use crate::wire::sse::SseParser;
 
 macro_rules! fixture {
@@ -380,7 +381,7 @@ fn a_completion_becomes_an_anthropic_message() {
 // Anthropic stream → OpenAI chunks
 
 /// Parses an SSE body split at `cut` and translates every event.
-fn translate_stream(sse: &[u8], cut: usize, include_usage: bool) -> (Vec<TranslatedChunk>, Option<ErrorBody>) {
+fn translate_stream(sse: &[u8], cut: usize, include_usage: bool) -> (Vec<Chunk>, Option<ErrorBody>) {
     let mut parser = SseParser::new();
     let mut t = ToOpenAi::new("chat", include_usage, 7);
     let mut out = Vec::new();
@@ -398,12 +399,12 @@ fn translate_stream(sse: &[u8], cut: usize, include_usage: bool) -> (Vec<Transla
     (out, None)
 }
 
-fn chunk_json(c: &TranslatedChunk) -> ChatCompletionChunk {
+fn chunk_json(c: &Chunk) -> ChatCompletionChunk {
     serde_json::from_slice(&c.data).unwrap()
 }
 
 /// (text, [(id, name, arguments joined)], finish reason) of OpenAI chunks, as an SDK assembles them.
-fn assemble(chunks: &[TranslatedChunk]) -> (String, Vec<(String, String, String)>, Option<String>) {
+fn assemble(chunks: &[Chunk]) -> (String, Vec<(String, String, String)>, Option<String>) {
     let mut text = String::new();
     let mut calls: Vec<(String, String, String)> = Vec::new();
     let mut finish = None;

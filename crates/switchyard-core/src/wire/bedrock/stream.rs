@@ -4,7 +4,7 @@
 //! `reasoning_content` deltas; `contentBlockStart` with a `toolUse` → a `tool_calls` delta with
 //! id and name, then each `delta.toolUse.input` fragment → an argument fragment of that call,
 //! one for one; `messageStop` → the finish chunk; `metadata` → the usage (a usage chunk for
-//! callers who asked; always the last chunk's [`OutChunk::usage`]). An exception frame is an
+//! callers who asked; always the last chunk's [`Chunk::usage`]). An exception frame is an
 //! error.
 
 use std::collections::HashMap;
@@ -15,19 +15,9 @@ use serde_json::Value;
 
 use super::eventstream::{EventStreamDecoder, Frame, FrameError};
 use super::{AnswerMeta, TokenUsage, finish_reason, usage_to_openai};
+use crate::wire::chunk::Chunk;
 use crate::wire::json::{Str, StringSlot};
-use crate::wire::openai::Usage;
 use crate::wire::openai::types::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCall, ToolCall, UsageDetail};
-
-/// One OpenAI chunk (JSON without SSE framing; empty `data` when it only carries usage the
-/// caller did not ask for).
-#[derive(Clone, Debug, PartialEq)]
-pub struct OutChunk {
-    pub data: Bytes,
-    pub content: bool,
-    pub finish: bool,
-    pub usage: Option<Usage>,
-}
 
 /// Why a stream failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,7 +135,7 @@ impl StreamTranslator {
     }
 
     /// Feeds bytes; returns the chunks of every frame they complete.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<OutChunk>, StreamError> {
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Chunk>, StreamError> {
         self.decoder.push(bytes);
         let mut out = Vec::new();
         while let Some(frame) = self.decoder.next_frame()? {
@@ -160,7 +150,7 @@ impl StreamTranslator {
         if self.finished { Ok(()) } else { Err(StreamError::Incomplete) }
     }
 
-    fn chunk(&self, delta: Delta, finish: Option<String>) -> Bytes {
+    fn chunk(&self, delta: Delta, finish: Option<String>, content: bool) -> Chunk {
         let c = ChatCompletionChunk {
             id: self.meta.id.clone(),
             object: "chat.completion.chunk".into(),
@@ -170,38 +160,39 @@ impl StreamTranslator {
             usage: if self.include_usage { Some(None) } else { None },
             switchyard: None,
         };
-        Bytes::from(serde_json::to_vec(&c).expect("chunks serialize"))
+        let finish = c.choices[0].finish_reason.is_some();
+        Chunk::serialized(&c, content, finish, None)
     }
 
-    fn role(&mut self, out: &mut Vec<OutChunk>) {
+    fn role(&mut self, out: &mut Vec<Chunk>) {
         if !self.sent_role {
             self.sent_role = true;
             let delta = Delta { role: Some("assistant".into()), content: Some(String::new()), ..Default::default() };
-            out.push(OutChunk { data: self.chunk(delta, None), content: false, finish: false, usage: None });
+            out.push(self.chunk(delta, None, false));
         }
     }
 
-    fn content(&mut self, delta: Delta, out: &mut Vec<OutChunk>) {
+    fn content(&mut self, delta: Delta, out: &mut Vec<Chunk>) {
         self.content_sent = true;
-        out.push(OutChunk { data: self.chunk(delta, None), content: true, finish: false, usage: None });
+        out.push(self.chunk(delta, None, true));
     }
 
     /// The content chunk of a non-empty text delta: the stream's template with `text` in it,
     /// the bytes [`Self::content`] would build.
-    fn text_chunk(&mut self, text: &str, out: &mut Vec<OutChunk>) {
+    fn text_chunk(&mut self, text: &str, out: &mut Vec<Chunk>) {
         if self.text_template.is_none() {
-            let empty = self.chunk(Delta { content: Some(String::new()), ..Default::default() }, None);
-            self.text_template = StringSlot::at_last(&empty, "content");
+            let empty = self.chunk(Delta { content: Some(String::new()), ..Default::default() }, None, true);
+            self.text_template = StringSlot::at_last(&empty.data, "content");
         }
-        let data = match &self.text_template {
-            Some(slot) => slot.fill(text),
-            None => self.chunk(Delta { content: Some(text.to_owned()), ..Default::default() }, None),
+        let chunk = match &self.text_template {
+            Some(slot) => Chunk::text(slot, text),
+            None => self.chunk(Delta { content: Some(text.to_owned()), ..Default::default() }, None, true),
         };
         self.content_sent = true;
-        out.push(OutChunk { data, content: true, finish: false, usage: None });
+        out.push(chunk);
     }
 
-    fn on_frame(&mut self, frame: Frame, out: &mut Vec<OutChunk>) -> Result<(), StreamError> {
+    fn on_frame(&mut self, frame: Frame, out: &mut Vec<Chunk>) -> Result<(), StreamError> {
         match frame.header(":message-type").unwrap_or("event") {
             "event" => {}
             "exception" => {
@@ -281,7 +272,7 @@ impl StreamTranslator {
                     finish = "tool_calls";
                 }
                 self.finished = true;
-                out.push(OutChunk { data: self.chunk(Delta::default(), Some(finish.into())), content: false, finish: true, usage: None });
+                out.push(self.chunk(Delta::default(), Some(finish.into()), false));
             }
             "metadata" => {
                 let m: Metadata = crate::wire::json::from_slice(&frame.payload).map_err(parse_err)?;
@@ -297,8 +288,8 @@ impl StreamTranslator {
         Ok(())
     }
 
-    fn usage_chunk(&self, usage: UsageDetail) -> OutChunk {
-        let data = if self.include_usage {
+    fn usage_chunk(&self, usage: UsageDetail) -> Chunk {
+        if self.include_usage {
             let c = ChatCompletionChunk {
                 id: self.meta.id.clone(),
                 object: "chat.completion.chunk".into(),
@@ -308,11 +299,10 @@ impl StreamTranslator {
                 usage: Some(Some(usage)),
                 switchyard: None,
             };
-            Bytes::from(serde_json::to_vec(&c).expect("chunks serialize"))
+            Chunk::serialized(&c, false, false, Some(usage.summary()))
         } else {
-            Bytes::new()
-        };
-        OutChunk { data, content: false, finish: false, usage: Some(usage.summary()) }
+            Chunk::new(Bytes::new(), false, false, Some(usage.summary()))
+        }
     }
 
     fn tool_index(&mut self, block: u64) -> u32 {

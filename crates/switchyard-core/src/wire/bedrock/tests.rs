@@ -1,7 +1,8 @@
 use serde_json::{Value, json};
 
 use super::eventstream::encode;
-use super::stream::{OutChunk, StreamError, StreamTranslator};
+use super::stream::{StreamError, StreamTranslator};
+use crate::wire::chunk::Chunk;
 use super::*;
 
 fn req(v: Value) -> ChatCompletionRequest {
@@ -158,7 +159,7 @@ fn fixture_stream(name: &str) -> Vec<u8> {
     out
 }
 
-fn run(bytes: &[u8], include_usage: bool, cut: Option<usize>) -> (Vec<OutChunk>, Result<(), StreamError>) {
+fn run(bytes: &[u8], include_usage: bool, cut: Option<usize>) -> (Vec<Chunk>, Result<(), StreamError>) {
     let mut t = StreamTranslator::new(meta(), include_usage);
     let mut chunks = Vec::new();
     let parts: Vec<&[u8]> = match cut {
@@ -175,7 +176,7 @@ fn run(bytes: &[u8], include_usage: bool, cut: Option<usize>) -> (Vec<OutChunk>,
     (chunks, end)
 }
 
-fn json_of(c: &OutChunk) -> Value {
+fn json_of(c: &Chunk) -> Value {
     serde_json::from_slice(&c.data).unwrap()
 }
 

@@ -6,32 +6,19 @@
 //! text piece, one tool-call delta per `functionCall` (Gemini sends each call whole, so the delta
 //! carries its id, name and complete arguments), a finish chunk per candidate, and, once every
 //! candidate has finished, the usage (a usage chunk when the caller asked for
-//! `stream_options.include_usage`, and always as [`OutChunk::usage`] on the last chunk,
+//! `stream_options.include_usage`, and always as [`Chunk::usage`] on the last chunk,
 //! so the gateway learns it either way). A stream that ends before a `finishReason` is a failure.
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use super::{AnswerMeta, Candidate, NormalizeError, Usage, UsageMetadata, answer_parts, blocked, finish_reason, parse_response, usage};
+use crate::wire::chunk::Chunk;
 use crate::wire::json::{self, Str, StringSlot};
 use crate::wire::openai::types::{ChatCompletionChunk, ChunkChoice, Delta, UsageDetail};
 use crate::wire::sse::SseParser;
-
-/// One translated chunk: OpenAI chunk JSON (without SSE framing) and what the router needs to
-/// know about it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OutChunk {
-    pub data: Bytes,
-    /// Carries model output (text or a tool call), as opposed to a role-only preamble.
-    pub content: bool,
-    /// Carries a `finish_reason`.
-    pub finish: bool,
-    /// The whole answer's usage, on the last chunk.
-    pub usage: Option<Usage>,
-}
 
 /// Why a stream failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,14 +109,14 @@ impl StreamTranslator {
     }
 
     /// Translates one event's data. Events after the end are ignored.
-    pub fn on_event(&mut self, data: &[u8]) -> Result<Vec<OutChunk>, StreamError> {
+    pub fn on_event(&mut self, data: &[u8]) -> Result<Vec<Chunk>, StreamError> {
         let mut out = Vec::new();
         self.translate(data, &mut out)?;
         Ok(out)
     }
 
     /// [`StreamTranslator::on_event`], appending to `out`.
-    fn translate(&mut self, data: &[u8], out: &mut Vec<OutChunk>) -> Result<(), StreamError> {
+    fn translate(&mut self, data: &[u8], out: &mut Vec<Chunk>) -> Result<(), StreamError> {
         if self.done {
             return Ok(());
         }
@@ -141,7 +128,7 @@ impl StreamTranslator {
     }
 
     /// [`StreamTranslator::translate`] of any event: parsed whole.
-    fn translate_whole(&mut self, data: &[u8], out: &mut Vec<OutChunk>) -> Result<(), StreamError> {
+    fn translate_whole(&mut self, data: &[u8], out: &mut Vec<Chunk>) -> Result<(), StreamError> {
         let response = parse_response(data).map_err(|e| match e {
             NormalizeError::Upstream(m) => StreamError::Upstream(m),
             NormalizeError::Invalid(m) => StreamError::Invalid(m),
@@ -169,7 +156,7 @@ impl StreamTranslator {
     /// translation would give, byte for byte. `None` for any other event (the first, one with
     /// several candidates or parts, a thought, a function call, a finish reason, an error, an
     /// empty text, invalid JSON): translate it whole.
-    fn text_event(&mut self, data: &[u8]) -> Option<OutChunk> {
+    fn text_event(&mut self, data: &[u8]) -> Option<Chunk> {
         self.id.as_ref()?;
         let peek: TextEventPeek<'_> = json::from_slice(data).ok()?;
         let (candidate,) = &peek.candidates;
@@ -197,7 +184,7 @@ impl StreamTranslator {
         if self.done { Ok(()) } else { Err(StreamError::Incomplete) }
     }
 
-    fn on_candidate(&mut self, candidate: &Candidate, out: &mut Vec<OutChunk>) {
+    fn on_candidate(&mut self, candidate: &Candidate, out: &mut Vec<Chunk>) {
         let index = candidate.index;
         self.preamble_once(index, out);
         let (text, mut calls) = answer_parts(candidate.content.as_ref(), &mut self.meta.call_ids);
@@ -224,7 +211,7 @@ impl StreamTranslator {
     }
 
     /// No candidates and a `promptFeedback.blockReason`: the prompt was refused.
-    fn on_prompt_blocked(&mut self, out: &mut Vec<OutChunk>) {
+    fn on_prompt_blocked(&mut self, out: &mut Vec<Chunk>) {
         self.preamble_once(0, out);
         let state = self.candidates.entry(0).or_default();
         if !state.finished {
@@ -234,7 +221,7 @@ impl StreamTranslator {
     }
 
     /// OpenAI's role-only first chunk, once per candidate.
-    fn preamble_once(&mut self, index: u32, out: &mut Vec<OutChunk>) {
+    fn preamble_once(&mut self, index: u32, out: &mut Vec<Chunk>) {
         if self.candidates.contains_key(&index) {
             return;
         }
@@ -245,15 +232,14 @@ impl StreamTranslator {
 
     /// Once every candidate seen has finished: the usage, on a chunk of its own when the caller
     /// asked for it, and for the gateway on the last chunk either way.
-    fn finish_if_all_done(&mut self, out: &mut Vec<OutChunk>) {
+    fn finish_if_all_done(&mut self, out: &mut Vec<Chunk>) {
         if self.candidates.is_empty() || !self.candidates.values().all(|c| c.finished) {
             return;
         }
         self.done = true;
         let detail = self.usage.as_ref().map(usage);
         if self.include_usage {
-            let data = self.encode(Vec::new(), Some(detail));
-            out.push(OutChunk { data, content: false, finish: false, usage: detail.map(|d| d.summary()) });
+            out.push(self.encode(Vec::new(), Some(detail), false, false, detail.map(|d| d.summary())));
         } else if let Some(last) = out.last_mut() {
             last.usage = detail.map(|d| d.summary());
         }
@@ -262,7 +248,7 @@ impl StreamTranslator {
     /// What `chunk` gives for a text delta, written into the chunk made once per candidate
     /// with empty content (split at its last `"content":`: the alias and id before it are
     /// escaped, so they cannot end the search early) rather than built and serialized anew.
-    fn text_chunk(&mut self, index: u32, text: &str) -> OutChunk {
+    fn text_chunk(&mut self, index: u32, text: &str) -> Chunk {
         if self.text_template.as_ref().is_none_or(|(made_for, _)| *made_for != index) {
             let empty = self.chunk(index, Delta { content: Some(String::new()), ..Delta::default() }, None, true).data;
             match StringSlot::at_last(&empty, "content") {
@@ -271,16 +257,16 @@ impl StreamTranslator {
             }
         }
         let (_, template) = self.text_template.as_ref().expect("made above");
-        OutChunk { data: template.fill(text), content: true, finish: false, usage: None }
+        Chunk::text(template, text)
     }
 
-    fn chunk(&self, index: u32, delta: Delta, finish: Option<&str>, content: bool) -> OutChunk {
+    fn chunk(&self, index: u32, delta: Delta, finish: Option<&str>, content: bool) -> Chunk {
         let choice = ChunkChoice { index, delta, logprobs: None, finish_reason: finish.map(str::to_owned) };
         let usage = self.include_usage.then_some(None);
-        OutChunk { data: self.encode(vec![choice], usage), content, finish: finish.is_some(), usage: None }
+        self.encode(vec![choice], usage, content, finish.is_some(), None)
     }
 
-    fn encode(&self, choices: Vec<ChunkChoice>, usage: Option<Option<UsageDetail>>) -> Bytes {
+    fn encode(&self, choices: Vec<ChunkChoice>, usage: Option<Option<UsageDetail>>, content: bool, finish: bool, summary: Option<Usage>) -> Chunk {
         let chunk = ChatCompletionChunk {
             id: self.id.clone().unwrap_or_else(|| self.meta.id.clone()),
             object: "chat.completion.chunk".into(),
@@ -290,7 +276,7 @@ impl StreamTranslator {
             usage,
             switchyard: None,
         };
-        Bytes::from(serde_json::to_vec(&chunk).expect("serializing a chunk to memory cannot fail"))
+        Chunk::serialized(&chunk, content, finish, summary)
     }
 }
 
@@ -311,7 +297,7 @@ impl SseTranslator {
     }
 
     /// Translates what `bytes` completes.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<OutChunk>, StreamError> {
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Chunk>, StreamError> {
         self.parser.push(bytes);
         let mut out = Vec::new();
         while let Some(event) = self.parser.next_event().map_err(|_| StreamError::TooLarge)? {
@@ -321,7 +307,7 @@ impl SseTranslator {
     }
 
     /// At the end of the body: a last event without its blank line, then the completeness check.
-    pub fn end(&mut self) -> Result<Vec<OutChunk>, StreamError> {
+    pub fn end(&mut self) -> Result<Vec<Chunk>, StreamError> {
         let out = match self.parser.finish() {
             Some(event) => self.translator.on_event(&event.data)?,
             None => Vec::new(),

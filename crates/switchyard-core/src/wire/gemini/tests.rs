@@ -3,7 +3,8 @@
 
 use serde_json::{Value, json};
 
-use super::stream::{OutChunk, SseTranslator, StreamError};
+use super::stream::{SseTranslator, StreamError};
+use crate::wire::chunk::Chunk;
 use super::*;
 use crate::wire::openai::types::ChatCompletionRequest;
 
@@ -479,7 +480,7 @@ fn translator(include_usage: bool) -> SseTranslator {
 }
 
 /// Every chunk of a whole SSE body.
-fn run(sse: &str, include_usage: bool) -> Result<Vec<OutChunk>, StreamError> {
+fn run(sse: &str, include_usage: bool) -> Result<Vec<Chunk>, StreamError> {
     let mut t = translator(include_usage);
     let mut out = t.push(sse.as_bytes())?;
     out.extend(t.end()?);

@@ -442,7 +442,8 @@ fn normalize(input: &[u8], alias: &str, kind: ChoiceKind, keep_usage: bool, pref
                 // Output the same bytes as the input: the next chunks that differ only in
                 // this text take the same way (see `ChoiceShape`).
                 if out[out_at..] == input[m.start..end] {
-                    s.learn(&input[m.start..t.start + 1], &input[t.end..end], last_finish);
+                    s.shape.learn(input, m.start, t.start + 1..t.end - 1, end);
+                    s.finish = last_finish;
                 }
             }
             return Ok(end);
@@ -546,30 +547,16 @@ struct ChunkHead {
 /// logprobs, a second choice) differs in those bytes and takes the walk.
 #[derive(Default)]
 struct ChoiceShape {
-    /// From the `[` of `choices` to the opening quote of the text, included.
-    before: Vec<u8>,
-    /// From after the closing quote of the text to the `]`, included.
-    after: Vec<u8>,
+    /// From the `[` of `choices` to the `]`, around the text.
+    shape: scan::TextShape,
     finish: bool,
 }
 
 impl ChoiceShape {
     /// For a `choices` value at `at` of this shape: (its end, carries content, carries a finish reason).
     fn matches(&self, input: &[u8], at: usize) -> Option<(usize, bool, bool)> {
-        if self.before.is_empty() || !input.get(at..)?.starts_with(&self.before) {
-            return None;
-        }
-        let quote = at + self.before.len() - 1;
-        let text_end = scan::skip(input, quote, 0).ok()?;
-        input[text_end..].starts_with(&self.after).then(|| (text_end + self.after.len(), text_end - quote > 2, self.finish))
-    }
-
-    fn learn(&mut self, before: &[u8], after: &[u8], finish: bool) {
-        self.before.clear();
-        self.before.extend_from_slice(before);
-        self.after.clear();
-        self.after.extend_from_slice(after);
-        self.finish = finish;
+        let m = self.shape.matches_at(input, at)?;
+        Some((m.end, !m.text.is_empty(), self.finish))
     }
 }
 

@@ -215,14 +215,15 @@ fn a_stream_reuses_the_shape_of_a_text_delta() {
     let alone = |c: &str| normalize_chunk(c.as_bytes(), "alias", false).unwrap();
     let preamble = chunk(r#"{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}"#);
     normalize_stream_chunk(preamble.as_bytes(), "alias", false, &mut prefix).unwrap();
-    assert!(prefix.choice.before.is_empty(), "a delta of two members is not a text delta");
+    assert!(prefix.choice.shape.is_empty(), "a delta of two members is not a text delta");
     let first = normalize_stream_chunk(text("Hello").as_bytes(), "alias", false, &mut prefix).unwrap();
     assert_eq!(first.data, alone(&text("Hello")).data);
     // Written as its SSE event, the chunk's JSON being the bytes inside.
     assert_eq!(first.framed, [&b"data: "[..], &first.data, b"\n\n"].concat());
     assert_eq!(first.framed[6..].as_ptr(), first.data.as_ptr());
-    assert_eq!(prefix.choice.before, br#"[{"index":0,"delta":{"content":""#);
-    assert_eq!(prefix.choice.after, br#"},"logprobs":null,"finish_reason":null}]"#);
+    let (before, after) = prefix.choice.shape.parts();
+    assert_eq!(before, br#"[{"index":0,"delta":{"content":""#);
+    assert_eq!(after, br#""},"logprobs":null,"finish_reason":null}]"#);
     // Another text, escapes and an empty one included: the same shape, the same output as alone.
     for t in [" world", "say \"hi\"\n\\", ""] {
         let c = text(t);
@@ -249,7 +250,7 @@ fn a_stream_reuses_the_shape_of_a_text_delta() {
     let mut fresh = ChunkPrefix::default();
     let mapped = chunk(r#"{"index":0,"delta":{"content":"a"},"finish_reason":"eos"}"#);
     normalize_stream_chunk(mapped.as_bytes(), "alias", false, &mut fresh).unwrap();
-    assert!(fresh.choice.before.is_empty());
+    assert!(fresh.choice.shape.is_empty());
 }
 
 #[test]

@@ -6,6 +6,8 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::scan::TextShape;
+
 /// `serde_json::from_slice`, faster: the input is checked as UTF-8 once, whole, and read as a
 /// `str`, where `from_slice` checks each string it reads on its own (a third of the time of
 /// an event of short keys and values: criterion, Gemini stream events). The same value, or
@@ -120,18 +122,30 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// The string whose contents (between its quotes, found by [`super::scan::TextShape`]) are
-/// `doc[text]`, as serde_json reads it; `None` where serde_json would fail (a raw control
-/// character, bad UTF-8, a bad escape). Without escapes, borrowed from `doc`.
-pub fn string_at(doc: &[u8], text: std::ops::Range<usize>, escaped: bool) -> Option<Cow<'_, str>> {
-    if escaped {
-        return from_slice::<Str<'_>>(doc.get(text.start.checked_sub(1)?..text.end + 1)?).ok().map(|s| s.0);
+/// The string of `doc` when `shape` matches the whole of it, as serde_json would read it;
+/// `None` when it does not match, or where serde_json would fail (a raw control character,
+/// bad UTF-8, a bad escape): then parse `doc`. Without escapes, borrowed from `doc`.
+pub fn shaped_str<'a>(shape: &TextShape, doc: &'a [u8]) -> Option<Cow<'a, str>> {
+    let m = shape.matches_at(doc, 0).filter(|m| m.end == doc.len())?;
+    if m.escaped {
+        return from_slice::<Str<'_>>(&doc[m.text.start - 1..m.text.end + 1]).ok().map(|s| s.0);
     }
-    let raw = doc.get(text)?;
+    let raw = &doc[m.text];
     if raw.iter().any(|&b| b < 0x20) {
         return None;
     }
     std::str::from_utf8(raw).ok().map(Cow::Borrowed)
+}
+
+/// Teaches `shape` the bytes of `doc` around `text`, a string value read in place from `doc`
+/// (serde_json borrows a string without escapes): the next documents of the same bytes around
+/// another string are read by [`shaped_str`]. Nothing is learned from an empty string or one
+/// that is not inside `doc` (decoded from escapes).
+pub fn learn_shape(shape: &mut TextShape, doc: &[u8], t: &str) {
+    let at = (t.as_ptr() as usize).wrapping_sub(doc.as_ptr() as usize);
+    if !t.is_empty() && at > 0 && at < doc.len() && doc[at - 1] == b'"' && doc.get(at + t.len()) == Some(&b'"') {
+        shape.learn(doc, 0, at..at + t.len(), doc.len());
+    }
 }
 
 /// A serialized JSON document with one string value left open, for writing it again and again

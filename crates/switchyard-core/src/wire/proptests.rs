@@ -8,7 +8,7 @@ use proptest::sample::Index;
 use serde_json::{Map, Value, json};
 
 use super::anthropic::types::{MessagesRequest, StreamEvent};
-use super::anthropic::{ToOpenAi, to_anthropic, to_openai};
+use super::anthropic::{ToAnthropic, ToOpenAi, to_anthropic, to_openai};
 use super::ndjson::NdjsonParser;
 use super::openai::ChatRequest;
 use super::openai::types::{
@@ -810,6 +810,50 @@ proptest! {
                 Some(got) => prop_assert_eq!(Some(Ok(got.into_iter().collect())), slow_says, "{}", String::from_utf8_lossy(&data)),
                 // Not a text delta, or not valid: the whole path, whatever it says, is taken.
                 None => prop_assert!(!matches!(&slow_says, Some(Ok(c)) if c.len() == 1 && c[0].content && serde_json::from_slice::<Value>(&data).is_ok_and(|v| v["delta"]["type"] == "text_delta")), "{}", String::from_utf8_lossy(&data)),
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    /// The same for the other direction: OpenAI chunks that continue a text block, read by
+    /// their bytes once one was parsed, give the frames the whole path gives, amid chunks
+    /// that are not text continuations (a finish, a tool call, another choice) or not valid.
+    #[test]
+    fn the_text_chunk_fast_path_gives_what_the_whole_path_gives(
+        chunks in prop::collection::vec((0..11u8, "\\PC{0,10}|[\\x00-\\x1f\"\\\\/é]{0,4}"), 1..24),
+    ) {
+        let chunk = |choice: Value| json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 7, "model": "up", "choices": [choice]}).to_string();
+        let text = |t: &str| chunk(json!({"index": 0, "delta": {"content": t}, "logprobs": null, "finish_reason": null}));
+        let mut fast = ToAnthropic::new("chat");
+        let mut slow = ToAnthropic::new("chat");
+        for (kind, t) in chunks {
+            let data: Vec<u8> = match kind {
+                0..=3 => text(&t).into_bytes(),
+                4 => text(&t).replace('/', "\\/").replace('é', "\\u00e9").into_bytes(),
+                5 => text(&t).replacen("\"content\":\"", "\"content\":\"\t", 1).into_bytes(),
+                6 => [text(&t).as_bytes(), b" x"].concat(),
+                7 => text(&t).into_bytes().into_iter().map(|b| if b == b'a' { 0xff } else { b }).collect(),
+                8 => chunk(json!({"index": 0, "delta": {"content": t}, "logprobs": null, "finish_reason": "stop"})).into_bytes(),
+                9 => chunk(json!({"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c1", "type": "function", "function": {"name": "f", "arguments": t}}]}})).into_bytes(),
+                _ => chunk(json!({"index": 1, "delta": {"content": t}, "logprobs": null, "finish_reason": null})).into_bytes(),
+            };
+            let parsed = serde_json::from_slice::<ChatCompletionChunk>(&data).ok();
+            match fast.text_chunk(&data) {
+                Some(frame) => {
+                    let parsed = parsed.as_ref();
+                    prop_assert!(parsed.is_some(), "{}", String::from_utf8_lossy(&data));
+                    let want: Vec<u8> = slow.on_chunk(parsed.unwrap()).iter().flat_map(|e| e.to_sse().to_vec()).collect();
+                    prop_assert_eq!(frame.to_vec(), want, "{}", String::from_utf8_lossy(&data));
+                }
+                // The whole path, for both, as `/v1/messages` takes it.
+                None => {
+                    if let Some(c) = &parsed {
+                        prop_assert_eq!(fast.on_chunk(c), slow.on_chunk(c));
+                    }
+                }
             }
         }
     }

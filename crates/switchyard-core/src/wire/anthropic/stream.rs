@@ -7,8 +7,6 @@
 //! `input_json_delta` fragment becomes one `tool_calls[].function.arguments` fragment and back,
 //! in order, so the fragments joined are always the whole arguments JSON.
 
-use std::borrow::Cow;
-
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
@@ -17,7 +15,7 @@ use super::types::{
     BlockDelta, ContentBlock, DeltaUsage, ErrorBody, Message, MessageDeltaBody, StreamEvent, TextBlock, ToolUseBlock, Usage,
 };
 use crate::wire::chunk::Chunk;
-use crate::wire::json::{Str, StringSlot};
+use crate::wire::json::{Str, StringSlot, learn_shape, shaped_str};
 use crate::wire::scan::TextShape;
 use crate::wire::openai::Usage as UsageSummary;
 use crate::wire::openai::types::{ChatCompletionChunk, ChunkChoice, Delta, FunctionCall, ToolCall, UsageDetail};
@@ -86,11 +84,7 @@ impl ToOpenAi {
     /// at all (every text delta of a content block is, but for its text).
     pub fn text_delta(&mut self, data: &[u8]) -> Option<Option<Chunk>> {
         let template = self.text_template.as_ref()?;
-        let text = match self.text_shape.matches_at(data, 0) {
-            Some(m) if m.end == data.len() => crate::wire::json::string_at(data, m.text, m.escaped),
-            _ => None,
-        };
-        let text = match text {
+        let text = match shaped_str(&self.text_shape, data) {
             Some(text) => text,
             None => {
                 let event: TextDeltaEvent<'_> = crate::wire::json::from_slice(data).ok()?;
@@ -98,13 +92,7 @@ impl ToOpenAi {
                     return None;
                 }
                 let Str(text) = event.delta.text?;
-                if let Cow::Borrowed(t) = &text {
-                    // Plain text, read in place: where it is in `data` is the shape.
-                    let at = (t.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
-                    if !t.is_empty() && at > 0 && data.get(at - 1) == Some(&b'"') && data.get(at + t.len()) == Some(&b'"') {
-                        self.text_shape.learn(data, 0, at..at + t.len(), data.len());
-                    }
-                }
+                learn_shape(&mut self.text_shape, data, &text);
                 text
             }
         };
@@ -286,6 +274,8 @@ pub struct ToAnthropic {
     /// A text delta's SSE frame before and after its text, and the block index it was made
     /// for ([`ToAnthropic::text_chunk`]).
     text_template: Option<(u32, StringSlot)>,
+    /// The bytes around the text of the last text chunk parsed whole (see [`TextShape`]).
+    text_shape: TextShape,
 }
 
 /// What [`ToAnthropic::text_chunk`] reads of an OpenAI chunk, borrowed from its JSON: enough
@@ -332,6 +322,7 @@ impl ToAnthropic {
             usage: None,
             marker: None,
             text_template: None,
+            text_shape: TextShape::default(),
         }
     }
 
@@ -340,13 +331,26 @@ impl ToAnthropic {
     /// text is read in place and written into a frame made once per block. What
     /// [`ToAnthropic::on_chunk`] would give, byte for byte, once framed. `None` for any other
     /// chunk: parse it and pass it to `on_chunk`.
+    ///
+    /// A chunk of the same bytes as the last one parsed, around another text, is not parsed
+    /// at all (every text chunk of a stream is, but for its text).
     pub fn text_chunk(&mut self, data: &[u8]) -> Option<Bytes> {
         let Some(Open::Text(index)) = self.open else { return None };
-        let peek: TextChunkPeek<'_> = crate::wire::json::from_slice(data).ok()?;
-        let (choice,) = &peek.choices;
-        let delta = &choice.delta;
-        let text = delta.content.as_ref().map(|Str(t)| t.as_ref()).filter(|t| !t.is_empty())?;
-        if choice.index != 0 || choice.finish_reason.is_some() || delta.refusal.is_some() || delta.tool_calls.is_some() || peek.usage.is_some() || peek.switchyard.is_some() {
+        let text = match shaped_str(&self.text_shape, data) {
+            Some(text) => text,
+            None => {
+                let peek: TextChunkPeek<'_> = crate::wire::json::from_slice(data).ok()?;
+                let (choice,) = peek.choices;
+                let delta = choice.delta;
+                if choice.index != 0 || choice.finish_reason.is_some() || delta.refusal.is_some() || delta.tool_calls.is_some() || peek.usage.is_some() || peek.switchyard.is_some() {
+                    return None;
+                }
+                let Str(text) = delta.content?;
+                learn_shape(&mut self.text_shape, data, &text);
+                text
+            }
+        };
+        if text.is_empty() {
             return None;
         }
         if self.text_template.as_ref().is_none_or(|(made_for, _)| *made_for != index) {
@@ -354,7 +358,7 @@ impl ToAnthropic {
             self.text_template = Some((index, StringSlot::at_last(&empty, "text")?));
         }
         let (_, template) = self.text_template.as_ref()?;
-        Some(template.fill(text))
+        Some(template.fill(&text))
     }
 
     /// Usage learned outside the chunks' JSON (e.g. by the gateway for itself), used when no

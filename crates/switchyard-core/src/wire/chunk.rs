@@ -8,9 +8,9 @@ use super::json::StringSlot;
 use super::openai::Usage;
 
 /// What precedes a chunk's JSON in its SSE event.
-const EVENT_START: &[u8] = b"data: ";
+pub(crate) const EVENT_START: &[u8] = b"data: ";
 /// What follows it.
-const EVENT_END: &[u8] = b"\n\n";
+pub(crate) const EVENT_END: &[u8] = b"\n\n";
 
 /// One stream chunk in OpenAI's chunk JSON.
 #[derive(Clone, Debug, Default)]

@@ -10,10 +10,11 @@ use bytes::{Bytes, BytesMut};
 
 /// `data: {data}\n\n`: one SSE event carrying `data` (one line: JSON has no raw newlines).
 pub fn data_event(data: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(data.len() + 8);
-    out.extend_from_slice(b"data: ");
+    use super::chunk::{EVENT_END, EVENT_START};
+    let mut out = BytesMut::with_capacity(EVENT_START.len() + data.len() + EVENT_END.len());
+    out.extend_from_slice(EVENT_START);
     out.extend_from_slice(data);
-    out.extend_from_slice(b"\n\n");
+    out.extend_from_slice(EVENT_END);
     out.freeze()
 }
 

@@ -14,6 +14,7 @@ pub mod embeddings;
 pub mod features;
 pub mod types;
 
+use super::chunk::{EVENT_END, EVENT_START};
 use super::json::{as_str, write_key, write_str};
 use super::scan;
 
@@ -506,13 +507,11 @@ fn normalize(input: &[u8], alias: &str, kind: ChoiceKind, keep_usage: bool, pref
     if !event {
         return Ok(NormalizedChunk { data: Bytes::from(out), framed: Bytes::new(), content, finish, usage, choices });
     }
-    out.extend_from_slice(b"\n\n");
+    out.extend_from_slice(EVENT_END);
     let framed = Bytes::from(out);
-    let data = framed.slice(base..framed.len() - 2);
+    let data = framed.slice(base..framed.len() - EVENT_END.len());
     Ok(NormalizedChunk { data, framed, content, finish, usage, choices })
 }
-
-const EVENT_START: &[u8] = b"data: ";
 
 /// What a stream's chunks so far leave for the next ones to reuse (see [`normalize_stream_chunk`]):
 /// the members before `choices` and the shape of the `choices` value.

@@ -127,7 +127,7 @@ impl FixedPost {
             let host = headers.iter().all(|(k, _)| k != http::header::HOST).then(|| host_value(&authority)).flatten();
             let mut start = Vec::with_capacity(256);
             let host = host.as_ref().map(|h| (&http::header::HOST, h));
-            super::h1::encode_start(&http::Method::POST, &uri, headers.iter().map(|(k, v)| (k, v)).chain(host), &mut start);
+            crate::wire::h1::encode_start(&http::Method::POST, &uri, headers.iter().map(|(k, v)| (k, v)).chain(host), &mut start);
             (authority, start.into_boxed_slice())
         });
         FixedPost { uri, headers, h1 }
@@ -153,12 +153,12 @@ pub enum UpstreamBody {
 impl hyper::body::Body for UpstreamBody {
     type Data = Bytes;
     /// How the body broke off (never header values).
-    type Error = super::h1::WireError;
+    type Error = crate::wire::h1::WireError;
 
     fn poll_frame(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             UpstreamBody::H1(b) => std::pin::Pin::new(b).poll_frame(cx),
-            UpstreamBody::Hyper(b) => std::pin::Pin::new(b).poll_frame(cx).map_err(|e| super::h1::WireError(super::pool::error_chain(&e))),
+            UpstreamBody::Hyper(b) => std::pin::Pin::new(b).poll_frame(cx).map_err(|e| crate::wire::h1::WireError(super::pool::error_chain(&e))),
         }
     }
 

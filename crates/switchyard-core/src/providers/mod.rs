@@ -8,7 +8,6 @@ pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
 pub mod gemini;
-pub mod h1;
 pub mod http;
 pub mod mock;
 pub mod ollama;

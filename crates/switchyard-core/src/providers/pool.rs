@@ -5,7 +5,7 @@
 //! and body frame to the request's task through channels: a task wake-up and a channel hop per
 //! read, on the hot path of every request and every stream chunk. Here, as in pingora, the
 //! request's own task does the I/O: it writes the request head and body in one `write`, reads
-//! and parses the response head ([`super::h1`]), and the response body ([`H1Body`]) reads the
+//! and parses the response head ([`crate::wire::h1`]), and the response body ([`H1Body`]) reads the
 //! socket when polled, handing out slices of the read buffer. With one pool per server thread
 //! and one authority per provider, a checkout pops the most recently used idle connection; a
 //! body read to its end puts its connection back at once (before the caller even asks for the
@@ -29,7 +29,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
 use super::ProviderError;
-use super::h1::{self, Step, WireError};
+use crate::wire::h1::{self, Step, WireError};
 
 /// Idle connections kept per authority and server thread.
 const MAX_IDLE: usize = 256;

@@ -6,6 +6,7 @@ pub mod bedrock;
 pub mod chunk;
 pub mod de;
 pub mod gemini;
+pub mod h1;
 pub mod json;
 pub mod ndjson;
 pub mod openai;

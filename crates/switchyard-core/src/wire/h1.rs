@@ -1,18 +1,19 @@
-//! HTTP/1.1 on the wire, for the plain-HTTP upstream pool ([`super::pool`]): a request head
-//! written in one buffer, a response head parsed by `httparse` with its header values sharing
-//! the read buffer, the body's framing (RFC 9112 §6.3) and a chunked-coding decoder that hands
-//! out the chunk data as slices of the read buffer, never copied.
+//! HTTP/1.1 on the wire, for both ends of the gateway: the plain-HTTP upstream pool
+//! ([`crate::providers::pool`]) writes request heads and reads response heads, the server
+//! ([`crate::ingress::server`]) reads request heads. A head is parsed by `httparse` with its
+//! header values sharing the read buffer; the body's framing follows RFC 9112 §6.3; a
+//! chunked-coding decoder hands out the chunk data as slices of the read buffer, never copied.
 //!
-//! No I/O happens here: the pool reads and writes, this module only encodes and decodes bytes.
+//! No I/O happens here: the callers read and write, this module only encodes and decodes bytes.
 
 use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
 
-/// Largest response head (status line and headers) accepted.
+/// Largest head (start line and headers) accepted.
 pub const MAX_HEAD: usize = 64 * 1024;
-/// Most response headers accepted.
+/// Most headers accepted in a head.
 const MAX_HEADERS: usize = 100;
 /// Longest chunk-size line or trailer line accepted.
 const MAX_LINE: usize = 4 * 1024;
@@ -108,42 +109,139 @@ pub fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, WireError> {
     };
     let status = StatusCode::from_u16(resp.code.unwrap_or(0)).map_err(|_| err("invalid response status"))?;
     let version = if resp.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-    // Where each name and value sits in the head, so the head can be frozen once and the
-    // values sliced from it.
-    // (Not a zeroed array of MAX_HEADERS: clearing it cost more than the parse.)
-    let base = buf.as_ptr() as usize;
-    let at: smallvec::SmallVec<[(usize, usize, usize, usize); 24]> =
-        resp.headers.iter().map(|h| (h.name.as_ptr() as usize - base, h.name.len(), h.value.as_ptr() as usize - base, h.value.len())).collect();
+    let at = Offsets::of(buf, resp.headers);
     let head = buf.split_to(len).freeze();
-    let mut map = HeaderMap::with_capacity(at.len());
-    for &(name_at, name_len, value_at, value_len) in &at {
-        let raw = &head[name_at..name_at + name_len];
-        let name = match known_name(raw) {
-            Some(name) => name.clone(),
-            None => HeaderName::from_bytes(raw).map_err(|_| err("invalid response header name"))?,
-        };
-        let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len)).map_err(|_| err("invalid response header value"))?;
-        map.append(name, value);
-    }
+    let map = at.header_map(&head)?;
     let (framing, keep_alive) = framing(status, version, &map)?;
     Ok(Some(Head { status, version, headers: map, framing, keep_alive }))
 }
 
+/// Where each name and value of a parsed head sits in its buffer, so the head can be frozen
+/// once and the values sliced from it. (Not a zeroed array of MAX_HEADERS: clearing it cost
+/// more than the parse.)
+struct Offsets(smallvec::SmallVec<[(usize, usize, usize, usize); 24]>);
+
+impl Offsets {
+    fn of(buf: &[u8], headers: &[httparse::Header<'_>]) -> Offsets {
+        let base = buf.as_ptr() as usize;
+        Offsets(headers.iter().map(|h| (h.name.as_ptr() as usize - base, h.name.len(), h.value.as_ptr() as usize - base, h.value.len())).collect())
+    }
+
+    /// The header map of `head`, the bytes the offsets were taken in.
+    fn header_map(&self, head: &Bytes) -> Result<HeaderMap, WireError> {
+        let mut map = HeaderMap::with_capacity(self.0.len());
+        for &(name_at, name_len, value_at, value_len) in &self.0 {
+            let raw = &head[name_at..name_at + name_len];
+            let name = match known_name(raw) {
+                Some(name) => name.clone(),
+                None => HeaderName::from_bytes(raw).map_err(|_| err("invalid header name"))?,
+            };
+            let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len)).map_err(|_| err("invalid header value"))?;
+            map.append(name, value);
+        }
+        Ok(map)
+    }
+}
+
+/// How a request's body is delimited (RFC 9112 §6.3: a request without either header has
+/// none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestBody {
+    /// `content-length` bytes (0 without the header).
+    Length(u64),
+    /// `transfer-encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed request head.
+#[derive(Debug)]
+pub struct RequestHead {
+    pub method: Method,
+    pub uri: http::Uri,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: RequestBody,
+    /// Whether the connection may carry another request after this one's answer.
+    pub keep_alive: bool,
+    /// `expect: 100-continue`: the caller waits for a `100 Continue` before sending the body.
+    pub expect_continue: bool,
+}
+
+/// A request head that cannot be served: the status to answer with (then close) and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadRequest(pub StatusCode, pub WireError);
+
+/// Parses a request head from the start of `buf`, removing it from `buf`; `Ok(None)` while the
+/// head is incomplete. Header values and the target are slices of the head's bytes (no copies).
+pub fn parse_request_head(buf: &mut BytesMut) -> Result<Option<RequestHead>, BadRequest> {
+    let bad = |msg: String| BadRequest(StatusCode::BAD_REQUEST, err(msg));
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(&mut req, buf, &mut headers) {
+        Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
+        Ok(httparse::Status::Complete(_)) => {
+            return Err(BadRequest(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, err(format!("request head larger than {MAX_HEAD} bytes"))));
+        }
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+            return Err(BadRequest(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, err(format!("request head larger than {MAX_HEAD} bytes"))));
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(BadRequest(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, err(format!("more than {MAX_HEADERS} request headers"))));
+        }
+        Err(e) => return Err(bad(format!("invalid request head: {e}"))),
+    };
+    let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes()).map_err(|_| bad("invalid method".into()))?;
+    let version = if req.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    let target = req.path.unwrap_or_default();
+    let target_at = target.as_ptr() as usize - buf.as_ptr() as usize..target.as_ptr() as usize - buf.as_ptr() as usize + target.len();
+    let at = Offsets::of(buf, req.headers);
+    let head = buf.split_to(len).freeze();
+    let headers = at.header_map(&head).map_err(|e| BadRequest(StatusCode::BAD_REQUEST, e))?;
+    let uri = http::Uri::from_maybe_shared(head.slice(target_at)).map_err(|_| bad("invalid request target".into()))?;
+    let mut keep_alive = version == Version::HTTP_11;
+    for token in tokens(&headers, &header::CONNECTION) {
+        if token.eq_ignore_ascii_case("close") {
+            keep_alive = false;
+        } else if token.eq_ignore_ascii_case("keep-alive") && version == Version::HTTP_10 {
+            keep_alive = true;
+        }
+    }
+    let body = if headers.contains_key(header::TRANSFER_ENCODING) {
+        // RFC 9112 §6.3: a request whose final coding is not chunked cannot be delimited;
+        // with a content-length as well it is a smuggling attempt: both are refused.
+        let chunked = tokens(&headers, &header::TRANSFER_ENCODING).last().is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
+        if !chunked || headers.contains_key(header::CONTENT_LENGTH) || version == Version::HTTP_10 {
+            return Err(bad("unsupported transfer-encoding".into()));
+        }
+        RequestBody::Chunked
+    } else {
+        RequestBody::Length(content_length(&headers).map_err(|e| BadRequest(StatusCode::BAD_REQUEST, e))?.unwrap_or(0))
+    };
+    let expect_continue = headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    Ok(Some(RequestHead { method, uri, version, headers, body, keep_alive, expect_continue }))
+}
+
 /// Header names that plain-HTTP upstreams (vLLM, Ollama, llama.cpp, OpenAI-compatible servers
-/// and proxies) send in most answers, or that the gateway reads (rate limits, `Retry-After`,
-/// request ids). A custom name read with `HeaderName::from_bytes` is lower-cased into a new
-/// allocation, and even a standard one goes through a lookup of every standard name; these
-/// are found by a scan that compares lengths first (the commonest names first), and cloned
-/// from a constant.
-static KNOWN_NAMES: [(&[u8], HeaderName); 24] = [
+/// and proxies) send in most answers, that the gateway reads (rate limits, `Retry-After`,
+/// request ids), and that callers (the official SDKs, curl) send with most requests. A custom
+/// name read with `HeaderName::from_bytes` is lower-cased into a new allocation, and even a
+/// standard one goes through a lookup of every standard name; these are found by a scan that
+/// compares lengths first (the commonest names first), and cloned from a constant.
+static KNOWN_NAMES: [(&[u8], HeaderName); 39] = [
     (b"content-type", header::CONTENT_TYPE),
     (b"content-length", header::CONTENT_LENGTH),
+    (b"host", header::HOST),
     (b"date", header::DATE),
+    (b"authorization", header::AUTHORIZATION),
+    (b"accept", header::ACCEPT),
+    (b"user-agent", header::USER_AGENT),
     (b"x-request-id", HeaderName::from_static("x-request-id")),
     (b"server", header::SERVER),
     (b"transfer-encoding", header::TRANSFER_ENCODING),
     (b"connection", header::CONNECTION),
     (b"keep-alive", HeaderName::from_static("keep-alive")),
+    (b"accept-encoding", header::ACCEPT_ENCODING),
     (b"cache-control", header::CACHE_CONTROL),
     (b"retry-after", header::RETRY_AFTER),
     (b"vary", header::VARY),
@@ -160,6 +258,16 @@ static KNOWN_NAMES: [(&[u8], HeaderName); 24] = [
     (b"x-ratelimit-reset-requests", HeaderName::from_static("x-ratelimit-reset-requests")),
     (b"x-ratelimit-reset-tokens", HeaderName::from_static("x-ratelimit-reset-tokens")),
     (b"x-accel-buffering", HeaderName::from_static("x-accel-buffering")),
+    (b"x-api-key", HeaderName::from_static("x-api-key")),
+    (b"anthropic-version", HeaderName::from_static("anthropic-version")),
+    (b"x-stainless-lang", HeaderName::from_static("x-stainless-lang")),
+    (b"x-stainless-package-version", HeaderName::from_static("x-stainless-package-version")),
+    (b"x-stainless-os", HeaderName::from_static("x-stainless-os")),
+    (b"x-stainless-arch", HeaderName::from_static("x-stainless-arch")),
+    (b"x-stainless-runtime", HeaderName::from_static("x-stainless-runtime")),
+    (b"x-stainless-runtime-version", HeaderName::from_static("x-stainless-runtime-version")),
+    (b"x-stainless-retry-count", HeaderName::from_static("x-stainless-retry-count")),
+    (b"x-stainless-read-timeout", HeaderName::from_static("x-stainless-read-timeout")),
 ];
 
 /// The constant of [`KNOWN_NAMES`] that `raw` spells: as it is written there (lower case, as
@@ -186,18 +294,40 @@ fn framing(status: StatusCode, version: Version, headers: &HeaderMap) -> Result<
         let chunked = tokens(headers, &header::TRANSFER_ENCODING).last().is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
         return Ok(if chunked { (Framing::Chunked, keep_alive) } else { (Framing::Close, false) });
     }
+    Ok(match content_length(headers)? {
+        Some(n) => (Framing::Length(n), keep_alive),
+        None => (Framing::Close, false),
+    })
+}
+
+/// The `content-length`, if any (repeated values must agree).
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).into_iter();
+    let (Some(one), None) = (values.next(), values.next()) else {
+        return content_length_list(headers);
+    };
+    // The usual one value of digits, read without splitting it into a list.
+    let digits = one.as_bytes();
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return content_length_list(headers);
+    }
+    Ok(Some(digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'))))
+}
+
+/// [`content_length`] of repeated or comma-separated values (RFC 9110 §8.6: they must agree).
+fn content_length_list(headers: &HeaderMap) -> Result<Option<u64>, WireError> {
     let mut length = None;
     for token in tokens(headers, &header::CONTENT_LENGTH) {
+        if !token.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err("invalid content-length"));
+        }
         let n: u64 = token.parse().map_err(|_| err("invalid content-length"))?;
         if length.is_some_and(|l| l != n) {
             return Err(err("conflicting content-length values"));
         }
         length = Some(n);
     }
-    Ok(match length {
-        Some(n) => (Framing::Length(n), keep_alive),
-        None => (Framing::Close, false),
-    })
+    Ok(length)
 }
 
 /// The comma-separated tokens of every `name` header, trimmed.
@@ -355,6 +485,41 @@ mod tests {
         let mut out = Vec::new();
         encode_head(&get.into_parts().0, 0, &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), "GET /v1/models HTTP/1.1\r\n\r\n");
+    }
+
+    #[test]
+    fn request_heads_parse_with_their_framing() {
+        let req = |raw: &str| parse_request_head(&mut BytesMut::from(raw));
+        let mut buf = BytesMut::from("POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer k\r\nX-Stainless-Lang: python\r\nContent-Length: 2\r\n");
+        assert!(parse_request_head(&mut buf).unwrap().is_none(), "incomplete");
+        buf.extend_from_slice(b"\r\n{}GET");
+        let head = parse_request_head(&mut buf).unwrap().unwrap();
+        assert_eq!(&buf[..], b"{}GET", "the body and what follows stay in the buffer");
+        assert_eq!((head.method.clone(), head.version, head.body, head.keep_alive, head.expect_continue), (Method::POST, Version::HTTP_11, RequestBody::Length(2), true, false));
+        assert_eq!(head.uri.path(), "/v1/chat/completions");
+        assert_eq!(head.uri.query(), Some("x=1"));
+        assert_eq!(head.headers["authorization"], "Bearer k");
+        assert_eq!(head.headers["x-stainless-lang"], "python");
+
+        let h = req("GET /v1/models HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert_eq!((h.body, h.keep_alive), (RequestBody::Length(0), false));
+        let h = req("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap().unwrap();
+        assert!(h.keep_alive);
+        let h = req("POST / HTTP/1.1\r\nconnection: close\r\ntransfer-encoding: gzip, chunked\r\nexpect: 100-Continue\r\n\r\n").unwrap().unwrap();
+        assert_eq!((h.body, h.keep_alive, h.expect_continue), (RequestBody::Chunked, false, true));
+
+        let status = |raw: &str| req(raw).unwrap_err().0;
+        assert_eq!(status("POST / HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n"), StatusCode::BAD_REQUEST);
+        assert_eq!(status("POST / HTTP/1.1\r\ncontent-length: +1\r\n\r\n"), StatusCode::BAD_REQUEST);
+        assert_eq!(status("POST / HTTP/1.1\r\ntransfer-encoding: chunked, gzip\r\n\r\n"), StatusCode::BAD_REQUEST);
+        assert_eq!(status("POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length: 2\r\n\r\n"), StatusCode::BAD_REQUEST);
+        assert_eq!(status("POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n"), StatusCode::BAD_REQUEST);
+        assert_eq!(status("G@T / HTTP/1.1\r\n\r\n"), StatusCode::BAD_REQUEST);
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("x-{i}: 1\r\n")).collect();
+        assert_eq!(status(&format!("GET / HTTP/1.1\r\n{many}\r\n")), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let long = format!("GET / HTTP/1.1\r\nx: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+        assert_eq!(status(&long), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(status(&long[..MAX_HEAD + 10]), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "incomplete and already too long");
     }
 
     #[test]

@@ -1,25 +1,21 @@
 //! Work that need not delay an answer: its log line, and freeing what its request left behind,
 //! done once the answer is written rather than before.
 //!
-//! hyper drops a response body with a known length as soon as its last frame is buffered, and
-//! writes the buffer afterwards, in the same poll. [`AfterWrite`] is such a body: its drop
-//! hands the work to a per-thread queue ([`defer`]), and the connection's socket ([`DrainIo`])
-//! runs the queue after its next write, i.e. right after the answer went out. A server thread
-//! opts in with [`enable_on_this_thread`] (the server threads of
-//! [`serve_threads`](super::serve_threads), each one runtime and every connection a
-//! [`DrainIo`]); elsewhere, and when nothing is written (the caller left), the work runs at
-//! once or when the connection closes.
+//! The server ([`super::server`]) drops a response body once its last frame is taken, before
+//! it writes it. [`AfterWrite`] is such a body: its drop hands the work to a per-thread queue
+//! ([`defer`]), and the server runs the queue ([`drain`]) after each write to a socket, i.e.
+//! right after the answer went out. A server thread opts in with [`enable_on_this_thread`]
+//! (the server threads of [`serve_threads`](super::serve_threads), each one runtime);
+//! elsewhere the work runs at once.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 type Work = Box<dyn FnOnce()>;
 
@@ -102,72 +98,11 @@ impl<F: FnOnce() + Send + Unpin + 'static> Drop for AfterWrite<F> {
     }
 }
 
-/// A connection's socket that runs the deferred work after each write (see [`defer`]).
-pub struct DrainIo<T>(pub T);
-
-impl<T> Drop for DrainIo<T> {
-    fn drop(&mut self) {
-        drain();
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for DrainIo<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for DrainIo<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.0).poll_write(cx, buf);
-        drain();
-        r
-    }
-
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.0).poll_write_vectored(cx, bufs);
-        drain();
-        r
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let r = Pin::new(&mut self.0).poll_shutdown(cx);
-        drain();
-        r
-    }
-}
-
-/// A listener whose connections are [`DrainIo`]s.
-pub struct DrainListener<L>(pub L);
-
-impl<L: axum::serve::Listener> axum::serve::Listener for DrainListener<L> {
-    type Io = DrainIo<L::Io>;
-    type Addr = L::Addr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = self.0.accept().await;
-        (DrainIo(io), addr)
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::rc::Rc;
 
     use http_body_util::BodyExt as _;
-    use tokio::io::AsyncWriteExt as _;
 
     use super::*;
 
@@ -195,25 +130,16 @@ mod tests {
     }
 
     #[test]
-    fn deferred_work_runs_after_the_next_write_on_the_thread() {
+    fn deferred_work_waits_for_a_drain() {
         on_a_server_thread(|| async {
-            let (a, mut b) = tokio::io::duplex(64);
-            let mut io = DrainIo(a);
             let ran = Rc::new(Cell::new(0));
             let r = ran.clone();
             defer(move || r.set(r.get() + 1));
-            assert_eq!(ran.get(), 0, "deferred until a write");
-            io.write_all(b"hi").await.unwrap();
-            assert_eq!(ran.get(), 1, "ran after the write");
-            io.write_all(b"again").await.unwrap();
+            assert_eq!(ran.get(), 0, "deferred until a drain");
+            drain();
+            assert_eq!(ran.get(), 1, "ran at the drain");
+            drain();
             assert_eq!(ran.get(), 1, "once");
-            let mut buf = [0u8; 7];
-            tokio::io::AsyncReadExt::read_exact(&mut b, &mut buf).await.unwrap();
-            assert_eq!(&buf, b"hiagain");
-            let r = ran.clone();
-            defer(move || r.set(r.get() + 1));
-            drop(io);
-            assert_eq!(ran.get(), 2, "a closed connection runs what is left");
         });
     }
 

@@ -11,6 +11,7 @@ pub mod openai_chat;
 pub mod request_id;
 pub mod respond;
 pub mod route;
+pub mod server;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,7 +19,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::config::Config;
@@ -73,34 +73,42 @@ pub struct FastPath {
     router: Router,
 }
 
+impl FastPath {
+    /// The answer to `req`, with its `x-request-id`: `POST /v1/chat/completions` (and
+    /// `/chat/completions`) straight to its handler, every other request through the router.
+    /// Unboxed: the server keeps this future in its connection's own (see [`server`]).
+    pub fn answer(&mut self, mut req: Request) -> impl Future<Output = axum::response::Response> + Send + 'static {
+        use futures_util::FutureExt as _;
+        crate::telemetry::note_request();
+        let id = request_id::of(&req);
+        let chat = req.method() == http::Method::POST && matches!(req.uri().path(), "/v1/chat/completions" | "/chat/completions");
+        let inner = if chat {
+            let answer = openai_chat::chat_completions(axum::extract::State(self.state.clone()), axum::Extension(RequestId(id.clone())), req);
+            futures_util::future::Either::Left(answer.map(Ok::<_, std::convert::Infallible>))
+        } else {
+            req.extensions_mut().insert(RequestId(id.clone()));
+            futures_util::future::Either::Right(tower::Service::call(&mut self.router, req))
+        };
+        request_id::RequestIdFuture::new(inner, id).map(|r| match r {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        })
+    }
+}
+
+/// [`FastPath::answer`] as a tower service (boxed), for hyper's HTTP/2 server.
 impl tower::Service<Request> for FastPath {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
-    type Future = request_id::RequestIdFuture<
-        futures_util::future::Either<
-            futures_util::future::BoxFuture<'static, Result<axum::response::Response, std::convert::Infallible>>,
-            <Router as tower::Service<Request>>::Future,
-        >,
-    >;
+    type Future = futures_util::future::BoxFuture<'static, Result<axum::response::Response, std::convert::Infallible>>;
 
     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request) -> Self::Future {
-        crate::telemetry::note_request();
-        let id = request_id::of(&req);
-        let chat = req.method() == http::Method::POST && matches!(req.uri().path(), "/v1/chat/completions" | "/chat/completions");
-        let inner = if chat {
-            let (state, id) = (self.state.clone(), RequestId(id.clone()));
-            futures_util::future::Either::Left(Box::pin(async move {
-                Ok(openai_chat::chat_completions(axum::extract::State(state), axum::Extension(id), req).await)
-            }) as futures_util::future::BoxFuture<'static, _>)
-        } else {
-            req.extensions_mut().insert(RequestId(id.clone()));
-            futures_util::future::Either::Right(tower::Service::call(&mut self.router, req))
-        };
-        request_id::RequestIdFuture::new(inner, id)
+    fn call(&mut self, req: Request) -> Self::Future {
+        let answer = self.answer(req);
+        Box::pin(async move { Ok(answer.await) })
     }
 }
 
@@ -142,35 +150,17 @@ pub fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
 }
 
-/// Serves `app` (from [`served`]) on `listener` until `shutdown` resolves, then drains open requests and streams
-/// for at most `grace` before closing them.
+/// Serves `app` (from [`served`]) on `listener` with our HTTP/1.1 server ([`server`]) until
+/// `shutdown` resolves, then drains open requests and streams for at most `grace` before
+/// closing them.
 pub async fn serve_app(
     listener: tokio::net::TcpListener,
     app: Served,
     grace: std::time::Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = after_write::DrainListener(listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    }));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app)).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = tx.send(());
-    });
-    tokio::select! {
-        r = server => r,
-        _ = async move {
-            if rx.await.is_ok() {
-                tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        } => {
-            tracing::warn!("shutdown grace period elapsed; closing the remaining connections");
-            Ok(())
-        }
-    }
+    let max_body = app.state.config.server.max_body_bytes;
+    server::serve(listener, app, max_body, grace, shutdown).await
 }
 
 

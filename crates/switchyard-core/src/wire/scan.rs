@@ -58,10 +58,42 @@ fn string_end(s: &[u8], i: usize) -> Result<(usize, bool)> {
 }
 
 /// The first `"` or `\` at or after `from`. Most strings in an answer are short (keys, ids,
-/// enum values): the first 32 bytes are tested 8 at a time in a register, as setting up
-/// `memchr` costs more than such a string; longer strings go to `memchr`.
+/// enum values): the first 32 bytes are tested 16 at a time with SSE2 (every x86-64 has it;
+/// elsewhere 8 at a time in a register), as setting up `memchr` costs more than such a string;
+/// longer strings go to `memchr`.
 #[inline]
+#[cfg(target_arch = "x86_64")]
 fn quote_or_backslash(s: &[u8], from: usize) -> Option<usize> {
+    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8};
+    let rest = s.get(from..)?;
+    let mut k = 0;
+    while k < 32 && k + 16 <= rest.len() {
+        // SAFETY: SSE2 is part of x86-64; the 16 bytes read are in `rest` (checked above) and
+        // `_mm_loadu_si128` takes any alignment.
+        let mask = unsafe {
+            let v = _mm_loadu_si128(rest.as_ptr().add(k).cast::<__m128i>());
+            let hits = _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)), _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)));
+            _mm_movemask_epi8(hits) as u32
+        };
+        if mask != 0 {
+            return Some(from + k + mask.trailing_zeros() as usize);
+        }
+        k += 16;
+    }
+    swar_quote_or_backslash(rest, k).map(|p| from + p)
+}
+
+/// [`quote_or_backslash`] without SIMD.
+#[inline]
+#[cfg(not(target_arch = "x86_64"))]
+fn quote_or_backslash(s: &[u8], from: usize) -> Option<usize> {
+    swar_quote_or_backslash(s.get(from..)?, 0).map(|p| from + p)
+}
+
+/// The first `"` or `\` in `rest` at or after `k`: up to 32 bytes 8 at a time in a register
+/// (and the last few of a short input), the rest by `memchr`.
+#[inline]
+fn swar_quote_or_backslash(rest: &[u8], mut k: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     // Marks the bytes of `w` equal to `b` (exactly for the lowest one; bytes above a match may
@@ -70,17 +102,15 @@ fn quote_or_backslash(s: &[u8], from: usize) -> Option<usize> {
         let x = w ^ (ONES * u64::from(b));
         x.wrapping_sub(ONES) & !x & HIGHS
     }
-    let rest = s.get(from..)?;
-    let mut k = 0;
     while k < 32 && k + 8 <= rest.len() {
         let w = u64::from_le_bytes(rest[k..k + 8].try_into().expect("8 bytes"));
         let m = matches(w, b'"') | matches(w, b'\\');
         if m != 0 {
-            return Some(from + k + (m.trailing_zeros() / 8) as usize);
+            return Some(k + (m.trailing_zeros() / 8) as usize);
         }
         k += 8;
     }
-    memchr::memchr2(b'"', b'\\', &rest[k..]).map(|p| from + k + p)
+    memchr::memchr2(b'"', b'\\', &rest[k..]).map(|p| k + p)
 }
 
 /// Skips one value starting at `i` (no leading whitespace); returns the index after it.
@@ -344,6 +374,28 @@ mod tests {
             Ok(())
         })?;
         Ok(out)
+    }
+
+    #[test]
+    fn quotes_and_backslashes_are_found_wherever_they_are() {
+        let naive = |s: &[u8], from: usize| s.get(from..).and_then(|r| r.iter().position(|b| matches!(b, b'"' | b'\\'))).map(|p| from + p);
+        for len in 0..80 {
+            for at in (0..len).map(Some).chain([None]) {
+                for mark in [b'"', b'\\'] {
+                    // High bytes (UTF-8) and bytes one off the marks around it.
+                    let mut s: Vec<u8> = (0..len).map(|i| [b'a', 0xe2, b'!', b'#', b'[', b']'][i % 6]).collect();
+                    if let Some(at) = at {
+                        s[at] = mark;
+                    }
+                    for from in [0, 1, 7, 15, 16, 17, 31, 33, len, len + 1] {
+                        assert_eq!(quote_or_backslash(&s, from), naive(&s, from), "len {len} at {at:?} from {from}");
+                        if from <= len {
+                            assert_eq!(swar_quote_or_backslash(&s[from..], 0).map(|p| from + p), naive(&s, from), "swar: len {len} at {at:?} from {from}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -61,6 +61,12 @@ const MAX_READ_AHEAD: usize = 64 * 1024;
 /// Body frames up to this size are copied into the write buffer (one `write` for the head and
 /// a stream's ready events); a longer one is written from where it is.
 const COPY_FRAME: usize = 16 * 1024;
+/// Ready frames are written once this many bytes are waiting (a stream whose upstream
+/// sent many events at once is not gathered whole).
+const FLUSH_AT: usize = 64 * 1024;
+/// A write buffer grown past this (a long answer's frames) is freed after its write, so an
+/// idle or slowly streaming connection holds little.
+const KEEP_OUT: usize = 16 * 1024;
 /// The HTTP/2 connection preface.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -332,6 +338,9 @@ impl Conn {
                             if framing == Framing::Chunked {
                                 out.extend_from_slice(b"\r\n");
                             }
+                            if out.len() >= FLUSH_AT {
+                                return Poll::Ready(Frames::Ready);
+                            }
                         }
                         Poll::Ready(Some(Err(_))) => return Poll::Ready(Frames::Failed),
                         Poll::Ready(None) => return Poll::Ready(Frames::End),
@@ -377,6 +386,9 @@ impl Conn {
             Some((data, crlf)) => write_all_vectored(&mut self.io, [&self.out[..], &data[..], if crlf { b"\r\n" } else { b"" }]).await,
         };
         self.out.clear();
+        if self.out.capacity() > KEEP_OUT {
+            self.out = Vec::new();
+        }
         after_write::drain();
         r
     }
@@ -614,7 +626,8 @@ mod tests {
     /// A gateway on the mock provider (its reply echoes the last user message), served on a
     /// loopback port until the returned sender fires.
     async fn start(extra: &str) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<io::Result<()>>) {
-        let toml = format!("[server]\nmax_body_bytes = 2048\n[providers.local]\nkind = \"mock\"\nreply = \"echo\"\n{extra}\n[models.chat]\ntargets = [\"local/m\"]\n");
+        let reply = if extra.contains("reply") { "" } else { "reply = \"echo\"\n" };
+        let toml = format!("[server]\nmax_body_bytes = 2048\n[providers.local]\nkind = \"mock\"\n{reply}{extra}\n[models.chat]\ntargets = [\"local/m\"]\n");
         let config = crate::Config::from_toml_str(&toml, "test.toml").unwrap();
         let gateway = crate::Gateway::new(config).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -860,6 +873,33 @@ mod tests {
         tcp.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
         let a = read_answer(&mut tcp, &mut buf, false).await;
         assert_eq!(a.status, 200, "the HEAD answer left no body bytes behind");
+    }
+
+    #[tokio::test]
+    async fn long_answers_and_streams_of_many_ready_events_arrive_whole() {
+        let reply = "word ".repeat(8000);
+        let (addr, _stop, _) = start(&format!("reply = \"{reply}\"")).await;
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let mut buf = BytesMut::new();
+        // One answer of 40 KB: a frame written from where it is, not copied.
+        tcp.write_all(post(&chat("hi", false), "").as_bytes()).await.unwrap();
+        let a = read_answer(&mut tcp, &mut buf, false).await;
+        assert!(a.body.len() > COPY_FRAME);
+        assert_eq!(a.json()["choices"][0]["message"]["content"], reply.as_str());
+        // 8,000 events ready at once: written in several writes of at most ~FLUSH_AT.
+        tcp.write_all(post(&chat("hi", true), "").as_bytes()).await.unwrap();
+        let a = read_answer(&mut tcp, &mut buf, false).await;
+        let text = String::from_utf8(a.body).unwrap();
+        let content: String = text
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(content, reply);
+        // The connection is still good for the next request.
+        tcp.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        assert_eq!(read_answer(&mut tcp, &mut buf, false).await.status, 200);
     }
 
     #[tokio::test]

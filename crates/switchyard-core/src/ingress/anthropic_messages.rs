@@ -66,7 +66,7 @@ pub async fn messages(State(state): State<Arc<AppState>>, Extension(id): Extensi
     };
     let alias = routed.alias.clone();
     let plan = plan(&alias, &mut routed.features, routed.opts);
-    let mut log = RequestLog::new(id.as_str().to_owned(), alias.name.clone(), request.stream, started);
+    let mut log = RequestLog::new(id.0.clone(), alias.name.clone(), request.stream, started);
     let served = match chain::run(&alias, &plan, &request, started + alias.total, &mut log.trace).await {
         Ok(s) => s,
         Err(e) => return chain_failed(&alias, e, &mut log, ApiError::into_anthropic_response),

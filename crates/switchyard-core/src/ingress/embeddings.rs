@@ -39,7 +39,7 @@ pub async fn embeddings(State(state): State<Arc<AppState>>, Extension(id): Exten
     };
     let alias = routed.alias.clone();
     let plan = plan(&alias, &mut routed.features, routed.opts);
-    let mut log = RequestLog::new(id.as_str().to_owned(), alias.name.clone(), false, started);
+    let mut log = RequestLog::new(id.0.clone(), alias.name.clone(), false, started);
     let deadline = started + alias.total;
     let served = match chain::run_embed(&alias, &plan, &request, deadline, &mut log.trace).await {
         Ok(s) => s,

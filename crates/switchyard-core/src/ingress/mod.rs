@@ -74,18 +74,26 @@ pub struct FastPath {
 }
 
 impl FastPath {
-    /// The answer to `req`, with its `x-request-id`: `POST /v1/chat/completions` (and
-    /// `/chat/completions`) straight to its handler, every other request through the router.
-    /// Unboxed: the server keeps this future in its connection's own (see [`server`]).
-    pub fn answer(&mut self, mut req: Request) -> impl Future<Output = axum::response::Response> + Send + 'static {
+    /// The answer to a request whose body the server has read (`None`: it was longer than
+    /// `server.max_body_bytes`), with its `x-request-id`: `POST /v1/chat/completions` (and
+    /// `/chat/completions`) straight to its handler with the body's bytes, every other request
+    /// through the router. Unboxed: the server keeps this future in its connection's own (see
+    /// [`server`]).
+    pub fn answer(&mut self, parts: http::request::Parts, body: Option<bytes::Bytes>) -> impl Future<Output = axum::response::Response> + Send + 'static {
         use futures_util::FutureExt as _;
         crate::telemetry::note_request();
-        let id = request_id::of(&req);
-        let chat = req.method() == http::Method::POST && matches!(req.uri().path(), "/v1/chat/completions" | "/chat/completions");
+        let id = request_id::of(&parts.headers);
+        let chat = parts.method == http::Method::POST && matches!(parts.uri.path(), "/v1/chat/completions" | "/chat/completions");
         let inner = if chat {
-            let answer = openai_chat::chat_completions(axum::extract::State(self.state.clone()), axum::Extension(RequestId(id.clone())), req);
+            let answer = openai_chat::answer(self.state.clone(), RequestId(id.clone()), parts, body, tokio::time::Instant::now());
             futures_util::future::Either::Left(answer.map(Ok::<_, std::convert::Infallible>))
         } else {
+            let body = match body {
+                Some(b) if b.is_empty() => axum::body::Body::empty(),
+                Some(b) => axum::body::Body::from(b),
+                None => axum::body::Body::new(server::TooLarge),
+            };
+            let mut req = Request::from_parts(parts, body);
             req.extensions_mut().insert(RequestId(id.clone()));
             futures_util::future::Either::Right(tower::Service::call(&mut self.router, req))
         };
@@ -96,7 +104,8 @@ impl FastPath {
     }
 }
 
-/// [`FastPath::answer`] as a tower service (boxed), for hyper's HTTP/2 server.
+/// [`FastPath::answer`] as a tower service (boxed; the body read first), for hyper's HTTP/2
+/// server.
 impl tower::Service<Request> for FastPath {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
@@ -107,8 +116,12 @@ impl tower::Service<Request> for FastPath {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let answer = self.answer(req);
-        Box::pin(async move { Ok(answer.await) })
+        let mut this = self.clone();
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let body = respond::request_body(body, this.state.config.server.max_body_bytes).await;
+            Ok(this.answer(parts, body).await)
+        })
     }
 }
 
@@ -147,7 +160,9 @@ pub fn new_request_id() -> HeaderValue {
     for (i, b) in buf.iter_mut().enumerate() {
         *b = HEX[((n >> (124 - 4 * i)) & 0xf) as usize];
     }
-    HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
+    // One allocation that clones share: a value copied from a slice allocates again at its
+    // first clone (the request's extension and the answer's header each hold one).
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buf)).expect("hex digits are a valid header value")
 }
 
 /// Serves `app` (from [`served`]) on `listener` with our HTTP/1.1 server ([`server`]) until
@@ -231,4 +246,19 @@ pub fn bind_reuseport(addr: std::net::SocketAddr) -> std::io::Result<std::net::T
     let std_listener = listener.into_std()?;
     std_listener.set_nonblocking(true)?;
     Ok(std_listener)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_32_hex_digits_and_differ() {
+        let a = super::new_request_id();
+        let b = super::new_request_id();
+        assert_ne!(a, b);
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 32);
+            assert!(id.as_bytes().iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)), "{id:?}");
+        }
+        assert_eq!(a.clone(), a);
+    }
 }

@@ -25,9 +25,16 @@ use crate::wire::openai::ChatRequest;
 pub async fn chat_completions(State(state): State<Arc<AppState>>, Extension(id): Extension<RequestId>, req: axum::extract::Request) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let limit = state.config.server.max_body_bytes;
-    let Some(bytes) = request_body(body, limit).await else {
-        return reject(&id, "-", ApiError::body_too_large(limit));
+    let body = request_body(body, state.config.server.max_body_bytes).await;
+    answer(state, id, parts, body, started).await
+}
+
+/// [`chat_completions`] once the body is read (`None`: it was longer than
+/// `server.max_body_bytes`); the server calls it with the bytes it read
+/// ([`super::FastPath::answer`]).
+pub async fn answer(state: Arc<AppState>, id: RequestId, parts: http::request::Parts, body: Option<Bytes>, started: Instant) -> Response {
+    let Some(bytes) = body else {
+        return reject(&id, "-", ApiError::body_too_large(state.config.server.max_body_bytes));
     };
     let request = match ChatRequest::parse(bytes) {
         Ok(r) => r,
@@ -39,7 +46,7 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, Extension(id):
     };
     let alias = routed.alias.clone();
     let plan = plan(&alias, &mut routed.features, routed.opts);
-    let mut log = RequestLog::new(id.as_str().to_owned(), alias.name.clone(), request.stream, started);
+    let mut log = RequestLog::new(id.0.clone(), alias.name.clone(), request.stream, started);
     let deadline = started + alias.total;
     let served = match chain::run(&alias, &plan, &request, deadline, &mut log.trace).await {
         Ok(s) => s,

@@ -41,7 +41,7 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         crate::telemetry::note_request();
-        let id = of(&req);
+        let id = of(req.headers());
         req.extensions_mut().insert(RequestId(id.clone()));
         RequestIdFuture::new(self.inner.call(req), id)
     }
@@ -49,8 +49,8 @@ where
 
 /// The request's id: the caller's `x-request-id` when it is sane (1 to 128 visible ASCII
 /// characters), otherwise a new one.
-pub fn of<B>(req: &Request<B>) -> HeaderValue {
-    req.headers()
+pub fn of(headers: &http::HeaderMap) -> HeaderValue {
+    headers
         .get(&X_REQUEST_ID)
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic()))
         .cloned()

@@ -122,7 +122,7 @@ pub fn served_by(log: &mut RequestLog, target: &Target) {
 /// Logs a request rejected before routing (bad body, unknown alias) and renders its error
 /// with `render` (the caller's protocol).
 pub fn rejected(id: &RequestId, alias: &str, err: ApiError, render: fn(ApiError) -> Response) -> Response {
-    let mut log = RequestLog::new(id.as_str().to_owned(), alias.into(), false, Instant::now());
+    let mut log = RequestLog::new(id.0.clone(), alias.into(), false, Instant::now());
     log.status = err.status.as_u16();
     log.emit("rejected");
     let mut resp = render(err);

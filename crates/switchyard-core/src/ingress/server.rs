@@ -122,7 +122,7 @@ struct Conn {
 
 /// What reading a request's body gave.
 enum ReadBody {
-    Body(Body),
+    Body(Bytes),
     /// Longer than the limit: not read (the connection closes after the answer).
     TooLarge,
     /// Malformed chunked coding.
@@ -169,10 +169,10 @@ impl Conn {
             let RequestHead { method, uri, version, headers, body, keep_alive, expect_continue } = head;
             let mut close = !keep_alive;
             let body = match self.read_body(body, expect_continue).await? {
-                ReadBody::Body(body) => body,
+                ReadBody::Body(body) => Some(body),
                 ReadBody::TooLarge => {
                     close = true;
-                    Body::new(TooLarge)
+                    None
                 }
                 ReadBody::Bad(e) => {
                     let err = ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", None, format!("Malformed HTTP request body: {e}."));
@@ -181,15 +181,16 @@ impl Conn {
                 }
             };
             let head_only = method == Method::HEAD;
-            let mut req = Request::new(body);
+            let mut req = Request::new(());
             *req.method_mut() = method;
             *req.uri_mut() = uri;
             *req.version_mut() = version;
             *req.headers_mut() = headers;
+            let (parts, ()) = req.into_parts();
             // The answer's future is built in place and polled here (not moved into a helper's
             // future: ~3 KB copied per request), and gone before the answer is written.
             let resp = {
-                let mut answer = pin!(self.app.answer(req));
+                let mut answer = pin!(self.app.answer(parts, body));
                 poll_fn(|cx| {
                     if let Poll::Ready(resp) = answer.as_mut().poll(cx) {
                         return Poll::Ready(Some(resp));
@@ -248,7 +249,7 @@ impl Conn {
     /// Reads the body `framing` announces.
     async fn read_body(&mut self, framing: RequestBody, expect_continue: bool) -> io::Result<ReadBody> {
         match framing {
-            RequestBody::Length(0) => Ok(ReadBody::Body(Body::empty())),
+            RequestBody::Length(0) => Ok(ReadBody::Body(Bytes::new())),
             RequestBody::Length(n) if n > self.max_body as u64 => Ok(ReadBody::TooLarge),
             RequestBody::Length(n) => {
                 let n = n as usize;
@@ -261,7 +262,7 @@ impl Conn {
                         }
                     }
                 }
-                Ok(ReadBody::Body(Body::from(self.buf.split_to(n).freeze())))
+                Ok(ReadBody::Body(self.buf.split_to(n).freeze()))
             }
             RequestBody::Chunked => {
                 self.continue_if(expect_continue).await?;
@@ -271,7 +272,7 @@ impl Conn {
                     match decoder.decode(&mut self.buf) {
                         Ok(Step::Data(data)) if body.len() + data.len() > self.max_body => return Ok(ReadBody::TooLarge),
                         Ok(Step::Data(data)) => body.extend_from_slice(&data),
-                        Ok(Step::Done) => return Ok(ReadBody::Body(Body::from(body.freeze()))),
+                        Ok(Step::Done) => return Ok(ReadBody::Body(body.freeze())),
                         Ok(Step::More) => {
                             if read_more(&mut self.io, &mut self.buf).await? == 0 {
                                 return Err(io::ErrorKind::UnexpectedEof.into());
@@ -536,9 +537,9 @@ async fn write_all_vectored(io: &mut TcpStream, mut parts: [&[u8]; 3]) -> io::Re
     Ok(())
 }
 
-/// A request body longer than `server.max_body_bytes`: it fails when read, so the handlers
-/// answer 413 (see [`super::respond::request_body`]).
-struct TooLarge;
+/// A request body longer than `server.max_body_bytes`, for the router's handlers: it fails
+/// when read, so they answer 413 (see [`super::respond::request_body`]).
+pub(super) struct TooLarge;
 
 impl http_body::Body for TooLarge {
     type Data = Bytes;

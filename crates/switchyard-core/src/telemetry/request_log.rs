@@ -46,7 +46,8 @@ thread_local! {
 }
 
 pub struct RequestLog {
-    pub request_id: String,
+    /// The request's id (`x-request-id`): shares the request's bytes, no copy.
+    pub request_id: http::HeaderValue,
     pub alias: Arc<str>,
     pub stream: bool,
     pub started: Instant,
@@ -62,7 +63,7 @@ pub struct RequestLog {
 }
 
 impl RequestLog {
-    pub fn new(request_id: String, alias: Arc<str>, stream: bool, started: Instant) -> Self {
+    pub fn new(request_id: http::HeaderValue, alias: Arc<str>, stream: bool, started: Instant) -> Self {
         RequestLog {
             request_id,
             alias,
@@ -103,7 +104,7 @@ impl RequestLog {
         let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         tracing::info!(
             target: "switchyard::request",
-            request_id = %self.request_id,
+            request_id = self.request_id(),
             alias = %self.alias,
             stream = self.stream,
             status = self.status,
@@ -123,6 +124,11 @@ impl RequestLog {
 }
 
 impl RequestLog {
+    /// The request id as text (ids are visible ASCII: see `ingress::request_id`).
+    pub fn request_id(&self) -> &str {
+        std::str::from_utf8(self.request_id.as_bytes()).unwrap_or("-")
+    }
+
     /// The request's cost in USD, from its usage and the serving target's price.
     pub fn cost(&self) -> Option<f64> {
         let (_, price) = self.spend.as_ref()?;
@@ -164,7 +170,7 @@ impl RequestLog {
         // Plain text values are written bare in text lines, as tracing's Display does.
         let text = |out: &mut Vec<u8>, v: &str| if json { write_str(out, v) } else { out.extend_from_slice(v.as_bytes()) };
         field(out, "request_id");
-        text(out, &self.request_id);
+        text(out, self.request_id());
         field(out, "alias");
         text(out, &self.alias);
         field(out, "stream");
@@ -287,7 +293,7 @@ mod tests {
     }
 
     fn sample() -> RequestLog {
-        let mut log = RequestLog::new("req-1".into(), "chat".into(), true, Instant::now());
+        let mut log = RequestLog::new(http::HeaderValue::from_static("req-1"), "chat".into(), true, Instant::now());
         log.status = 200;
         log.provider = Some("groq".into());
         log.upstream_model = Some("llama".into());

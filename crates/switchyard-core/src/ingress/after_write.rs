@@ -26,7 +26,7 @@ thread_local! {
 }
 
 /// Lets [`defer`] queue work on this thread: call it only on a thread whose every connection
-/// is a [`DrainIo`].
+/// is served by [`super::server`], which runs [`drain`] after each write.
 pub fn enable_on_this_thread() {
     ENABLED.with(|e| e.set(true));
 }

@@ -174,8 +174,8 @@ pub async fn serve_app(
     grace: std::time::Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let max_body = app.state.config.server.max_body_bytes;
-    server::serve(listener, app, max_body, grace, shutdown).await
+    let limits = server::Limits::new(app.state.config.server.max_body_bytes);
+    server::serve(listener, app, limits, grace, shutdown).await
 }
 
 

@@ -27,7 +27,8 @@
 //! - Graceful shutdown: no new connections, idle ones closed, each busy one closed after its
 //!   answer, for at most the grace period.
 //! - A head that cannot be parsed is answered 400 (431 when too large) as OpenAI-style error
-//!   JSON, and the connection closes.
+//!   JSON, and the connection closes; one that has begun must arrive whole within 30 s
+//!   ([`Limits::head_timeout`]), or the connection closes.
 //!
 //! HTTP/2 is served on TLS-less connections that start with its preface (prior knowledge,
 //! h2c), by hyper's HTTP/2 server.
@@ -70,9 +71,26 @@ const KEEP_OUT: usize = 16 * 1024;
 /// The HTTP/2 connection preface.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// What the server accepts from a caller.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// The longest request body read (`server.max_body_bytes`).
+    pub max_body: usize,
+    /// How long a request head may take to arrive once its first byte has (a caller that
+    /// trickles a head, as a slowloris attack does, is closed after it).
+    pub head_timeout: Duration,
+}
+
+impl Limits {
+    /// `max_body`, and 30 s for a head (hyper's default header read timeout).
+    pub fn new(max_body: usize) -> Limits {
+        Limits { max_body, head_timeout: Duration::from_secs(30) }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then lets open connections finish
-/// for at most `grace`; `max_body` is the longest request body read.
-pub async fn serve(listener: TcpListener, app: FastPath, max_body: usize, grace: Duration, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+/// for at most `grace`.
+pub async fn serve(listener: TcpListener, app: FastPath, limits: Limits, grace: Duration, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let (stop_tx, stop) = watch::channel(false);
     // Every connection holds a clone of `open`; `open_tx.closed()` resolves when all are gone.
     let (open_tx, open) = watch::channel(());
@@ -84,7 +102,7 @@ pub async fn serve(listener: TcpListener, app: FastPath, max_body: usize, grace:
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => {
                     let _ = tcp.set_nodelay(true);
-                    let conn = Conn::new(tcp, app.clone(), max_body, stop.clone(), open.clone());
+                    let conn = Conn::new(tcp, app.clone(), limits, stop.clone(), open.clone());
                     tokio::spawn(conn.run());
                 }
                 // The peer gave up before the accept: nothing to do.
@@ -115,7 +133,7 @@ struct Conn {
     /// The answer's head and the body frames copied behind it, to write.
     out: Vec<u8>,
     app: FastPath,
-    max_body: usize,
+    limits: Limits,
     stop: watch::Receiver<bool>,
     _open: watch::Receiver<()>,
 }
@@ -140,8 +158,8 @@ enum Framing {
 }
 
 impl Conn {
-    fn new(io: TcpStream, app: FastPath, max_body: usize, stop: watch::Receiver<bool>, open: watch::Receiver<()>) -> Conn {
-        Conn { io, buf: BytesMut::with_capacity(READ_SIZE), out: Vec::new(), app, max_body, stop, _open: open }
+    fn new(io: TcpStream, app: FastPath, limits: Limits, stop: watch::Receiver<bool>, open: watch::Receiver<()>) -> Conn {
+        Conn { io, buf: BytesMut::with_capacity(READ_SIZE), out: Vec::new(), app, limits, stop, _open: open }
     }
 
     async fn run(mut self) {
@@ -215,6 +233,8 @@ impl Conn {
 
     /// Waits for the next request's head.
     async fn next_head(&mut self) -> io::Result<Next> {
+        // Once part of a head is here, the rest must come within the head timeout.
+        let mut deadline = None;
         loop {
             if !self.buf.is_empty() {
                 if self.buf.len() >= H2_PREFACE.len().min(4) && self.buf.starts_with(&H2_PREFACE[..self.buf.len().min(H2_PREFACE.len())]) {
@@ -238,7 +258,11 @@ impl Conn {
                     _ = stop.wait_for(|s| *s) => return Ok(Next::Closed),
                 }
             } else {
-                read_more(&mut self.io, &mut self.buf).await?
+                let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.limits.head_timeout);
+                match tokio::time::timeout_at(deadline, read_more(&mut self.io, &mut self.buf)).await {
+                    Ok(n) => n?,
+                    Err(_) => return Ok(Next::Closed),
+                }
             };
             if n == 0 {
                 return Ok(Next::Closed);
@@ -250,7 +274,7 @@ impl Conn {
     async fn read_body(&mut self, framing: RequestBody, expect_continue: bool) -> io::Result<ReadBody> {
         match framing {
             RequestBody::Length(0) => Ok(ReadBody::Body(Bytes::new())),
-            RequestBody::Length(n) if n > self.max_body as u64 => Ok(ReadBody::TooLarge),
+            RequestBody::Length(n) if n > self.limits.max_body as u64 => Ok(ReadBody::TooLarge),
             RequestBody::Length(n) => {
                 let n = n as usize;
                 if self.buf.len() < n {
@@ -270,7 +294,7 @@ impl Conn {
                 let mut body = BytesMut::new();
                 loop {
                     match decoder.decode(&mut self.buf) {
-                        Ok(Step::Data(data)) if body.len() + data.len() > self.max_body => return Ok(ReadBody::TooLarge),
+                        Ok(Step::Data(data)) if body.len() + data.len() > self.limits.max_body => return Ok(ReadBody::TooLarge),
                         Ok(Step::Data(data)) => body.extend_from_slice(&data),
                         Ok(Step::Done) => return Ok(ReadBody::Body(body.freeze())),
                         Ok(Step::More) => {
@@ -634,7 +658,8 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = super::super::served(gateway.state.clone());
-        let served = tokio::spawn(serve(listener, app, 2048, Duration::from_secs(5), async move {
+        let limits = Limits { max_body: 2048, head_timeout: Duration::from_millis(300) };
+        let served = tokio::spawn(serve(listener, app, limits, Duration::from_secs(5), async move {
             let _ = rx.await;
         }));
         (addr, tx, served)
@@ -820,6 +845,28 @@ mod tests {
         let huge = format!("GET /health HTTP/1.1\r\nx-big: {}\r\n\r\n", "a".repeat(70 * 1024));
         tcp.write_all(huge.as_bytes()).await.unwrap();
         assert_eq!(read_answer(&mut tcp, &mut buf, false).await.status, 431);
+    }
+
+    #[tokio::test]
+    async fn a_head_that_trickles_in_is_cut_off_at_the_head_timeout() {
+        let (addr, _stop, _) = start("").await;
+        // In pieces, each well inside the timeout, all within it: served.
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let mut buf = BytesMut::new();
+        for piece in ["GET /health HTTP/1.1\r\n", "host: x\r\n", "\r\n"] {
+            tcp.write_all(piece.as_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(read_answer(&mut tcp, &mut buf, false).await.status, 200);
+        // Idle between requests is not a head in progress: still open after the timeout.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        tcp.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        assert_eq!(read_answer(&mut tcp, &mut buf, false).await.status, 200);
+        // A head begun and not finished within the timeout: closed.
+        tcp.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+        let started = std::time::Instant::now();
+        assert!(closed(&mut tcp).await);
+        assert!(started.elapsed() >= Duration::from_millis(250), "{:?}", started.elapsed());
     }
 
     #[tokio::test]

@@ -895,6 +895,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stream_to_an_http_1_0_caller_ends_with_the_connection() {
+        let (addr, _stop, _) = start("").await;
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let mut buf = BytesMut::new();
+        let body = chat("old client", true);
+        let req = format!("POST /v1/chat/completions HTTP/1.0\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let a = read_answer(&mut tcp, &mut buf, false).await;
+        assert_eq!(a.status, 200);
+        assert_eq!((a.header("transfer-encoding"), a.header("content-length")), (None, None), "{a:?}");
+        assert_eq!(a.header("connection"), Some("close"));
+        let text = String::from_utf8(a.body).unwrap();
+        assert!(text.contains("\"old \"") && text.contains("\"client\"") && text.ends_with("data: [DONE]\n\n"), "{text}");
+    }
+
+    #[tokio::test]
     async fn streams_are_chunked_and_head_requests_get_no_body() {
         let (addr, _stop, _) = start("").await;
         let mut tcp = TcpStream::connect(addr).await.unwrap();

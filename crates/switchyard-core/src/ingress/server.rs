@@ -237,7 +237,8 @@ impl Conn {
         let mut deadline = None;
         loop {
             if !self.buf.is_empty() {
-                if self.buf.len() >= H2_PREFACE.len().min(4) && self.buf.starts_with(&H2_PREFACE[..self.buf.len().min(H2_PREFACE.len())]) {
+                // "PRI " and on: the HTTP/2 preface so far (no HTTP/1 method is PRI).
+                if self.buf.len() >= 4 && self.buf.starts_with(&H2_PREFACE[..self.buf.len().min(H2_PREFACE.len())]) {
                     if self.buf.len() >= H2_PREFACE.len() {
                         return Ok(Next::H2);
                     }
@@ -673,6 +674,20 @@ mod tests {
         format!("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra_headers}\r\n{body}", body.len())
     }
 
+    /// A connection to the server at `addr` and its read buffer.
+    async fn connect(addr: std::net::SocketAddr) -> (TcpStream, BytesMut) {
+        (TcpStream::connect(addr).await.unwrap(), BytesMut::new())
+    }
+
+    /// The text of a stream's SSE chunks, joined.
+    fn streamed_content(sse: &str) -> String {
+        sse.split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     #[derive(Debug)]
     struct Answer {
         status: u16,
@@ -741,8 +756,7 @@ mod tests {
     #[tokio::test]
     async fn keep_alive_and_pipelined_requests_are_answered_in_order() {
         let (addr, _stop, _) = start("").await;
-        let mut tcp = TcpStream::connect(addr).await.unwrap();
-        let mut buf = BytesMut::new();
+        let (mut tcp, mut buf) = connect(addr).await;
         // Two requests in one write, then a third on the same connection.
         let two = format!("{}{}", post(&chat("first", false), ""), post(&chat("second", false), ""));
         tcp.write_all(two.as_bytes()).await.unwrap();
@@ -764,8 +778,7 @@ mod tests {
     #[tokio::test]
     async fn request_bodies_arrive_in_pieces_with_a_length_or_chunked() {
         let (addr, _stop, _) = start("").await;
-        let mut tcp = TcpStream::connect(addr).await.unwrap();
-        let mut buf = BytesMut::new();
+        let (mut tcp, mut buf) = connect(addr).await;
         let body = chat("in pieces", false);
         let req = post(&body, "");
         for piece in req.as_bytes().chunks(7) {
@@ -787,8 +800,7 @@ mod tests {
     #[tokio::test]
     async fn expect_100_continue_is_answered_before_the_body_is_sent() {
         let (addr, _stop, _) = start("").await;
-        let mut tcp = TcpStream::connect(addr).await.unwrap();
-        let mut buf = BytesMut::new();
+        let (mut tcp, mut buf) = connect(addr).await;
         let body = chat("after continue", false);
         let req = post(&body, "expect: 100-continue\r\n");
         let head_len = req.len() - body.len();
@@ -804,8 +816,7 @@ mod tests {
     async fn a_body_over_the_limit_is_refused_unread_and_the_connection_closed() {
         let (addr, _stop, _) = start("").await;
         for chunked in [false, true] {
-            let mut tcp = TcpStream::connect(addr).await.unwrap();
-            let mut buf = BytesMut::new();
+            let (mut tcp, mut buf) = connect(addr).await;
             let body = chat(&"x".repeat(3000), false);
             let req = if chunked {
                 format!("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len())
@@ -831,8 +842,7 @@ mod tests {
             "POST /v1/chat/completions HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n".to_owned(),
             "POST /v1/chat/completions HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n".to_owned(),
         ] {
-            let mut tcp = TcpStream::connect(addr).await.unwrap();
-            let mut buf = BytesMut::new();
+            let (mut tcp, mut buf) = connect(addr).await;
             tcp.write_all(bad.as_bytes()).await.unwrap();
             let a = read_answer(&mut tcp, &mut buf, false).await;
             assert_eq!(a.status, 400, "{bad:?}: {a:?}");
@@ -840,8 +850,7 @@ mod tests {
             assert_eq!(a.header("connection"), Some("close"));
             assert!(closed(&mut tcp).await, "{bad:?}");
         }
-        let mut tcp = TcpStream::connect(addr).await.unwrap();
-        let mut buf = BytesMut::new();
+        let (mut tcp, mut buf) = connect(addr).await;
         let huge = format!("GET /health HTTP/1.1\r\nx-big: {}\r\n\r\n", "a".repeat(70 * 1024));
         tcp.write_all(huge.as_bytes()).await.unwrap();
         assert_eq!(read_answer(&mut tcp, &mut buf, false).await.status, 431);
@@ -851,8 +860,7 @@ mod tests {
     async fn a_head_that_trickles_in_is_cut_off_at_the_head_timeout() {
         let (addr, _stop, _) = start("").await;
         // In pieces, each well inside the timeout, all within it: served.
-        let mut tcp = TcpStream::connect(addr).await.unwrap();
-        let mut buf = BytesMut::new();
+        let (mut tcp, mut buf) = connect(addr).await;
         for piece in ["GET /health HTTP/1.1\r\n", "host: x\r\n", "\r\n"] {
             tcp.write_all(piece.as_bytes()).await.unwrap();
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -877,8 +885,7 @@ mod tests {
             ("GET /v1/models HTTP/1.1\r\nconnection: close\r\n\r\n", false),
             ("GET /v1/models HTTP/1.0\r\nconnection: keep-alive\r\n\r\n", true),
         ] {
-            let mut tcp = TcpStream::connect(addr).await.unwrap();
-            let mut buf = BytesMut::new();
+            let (mut tcp, mut buf) = connect(addr).await;
             tcp.write_all(req.as_bytes()).await.unwrap();
             let a = read_answer(&mut tcp, &mut buf, false).await;
             assert_eq!(a.status, 200);
@@ -897,8 +904,7 @@ mod tests {
     #[tokio::test]
     async fn a_stream_to_an_http_1_0_caller_ends_with_the_connection() {
         let (addr, _stop, _) = start("").await;
-        let mut tcp = TcpStream::connect(addr).await.unwrap();
-        let mut buf = BytesMut::new();
+        let (mut tcp, mut buf) = connect(addr).await;
         let body = chat("old client", true);
         let req = format!("POST /v1/chat/completions HTTP/1.0\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
         tcp.write_all(req.as_bytes()).await.unwrap();
@@ -913,8 +919,7 @@ mod tests {
     #[tokio::test]
     async fn streams_are_chunked_and_head_requests_get_no_body() {
         let (addr, _stop, _) = start("").await;
-        let mut tcp = TcpStream::connect(addr).await.unwrap();
-        let mut buf = BytesMut::new();
+        let (mut tcp, mut buf) = connect(addr).await;
         tcp.write_all(post(&chat("one two three", true), "").as_bytes()).await.unwrap();
         let a = read_answer(&mut tcp, &mut buf, false).await;
         assert_eq!(a.status, 200);
@@ -922,12 +927,7 @@ mod tests {
         assert_eq!(a.header("content-type"), Some("text/event-stream"));
         let text = String::from_utf8(a.body).unwrap();
         assert!(text.starts_with("data: {") && text.ends_with("data: [DONE]\n\n"), "{text}");
-        let content: String = text
-            .split("\n\n")
-            .filter_map(|e| e.strip_prefix("data: "))
-            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
-            .collect();
+        let content = streamed_content(&text);
         assert_eq!(content, "one two three");
 
         tcp.write_all(b"HEAD /health HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
@@ -942,8 +942,7 @@ mod tests {
     async fn long_answers_and_streams_of_many_ready_events_arrive_whole() {
         let reply = "word ".repeat(8000);
         let (addr, _stop, _) = start(&format!("reply = \"{reply}\"")).await;
-        let mut tcp = TcpStream::connect(addr).await.unwrap();
-        let mut buf = BytesMut::new();
+        let (mut tcp, mut buf) = connect(addr).await;
         // One answer of 40 KB: a frame written from where it is, not copied.
         tcp.write_all(post(&chat("hi", false), "").as_bytes()).await.unwrap();
         let a = read_answer(&mut tcp, &mut buf, false).await;
@@ -953,12 +952,7 @@ mod tests {
         tcp.write_all(post(&chat("hi", true), "").as_bytes()).await.unwrap();
         let a = read_answer(&mut tcp, &mut buf, false).await;
         let text = String::from_utf8(a.body).unwrap();
-        let content: String = text
-            .split("\n\n")
-            .filter_map(|e| e.strip_prefix("data: "))
-            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
-            .collect();
+        let content = streamed_content(&text);
         assert_eq!(content, reply);
         // The connection is still good for the next request.
         tcp.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();

@@ -57,6 +57,10 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// Server threads, each with its own runtime and listener; 0 means one per CPU core.
     pub threads: usize,
+    /// How long a keep-alive connection may wait for its next request before it is closed.
+    pub idle_timeout: Duration,
+    /// How long reading a request's body, or writing an answer, may wait on the caller.
+    pub client_timeout: Duration,
 }
 
 impl Default for ServerSettings {
@@ -66,6 +70,8 @@ impl Default for ServerSettings {
             max_body_bytes: 32 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(10),
             threads: 0,
+            idle_timeout: Duration::from_secs(75),
+            client_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -171,6 +177,8 @@ struct RawServer {
     max_body_bytes: Option<usize>,
     shutdown_grace: Option<Dur>,
     threads: Option<usize>,
+    idle_timeout: Option<Dur>,
+    client_timeout: Option<Dur>,
 }
 
 #[derive(Deserialize)]
@@ -371,6 +379,17 @@ fn build(cx: &Ctx<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
             return Err(cx.err("server.threads", format!("{threads} is more than {}", crate::providers::http::MAX_WORKERS), "use 0 (one per CPU core) or a smaller number"));
         }
         server.threads = threads;
+    }
+    for (key, value, default, slot) in [
+        ("server.idle_timeout", raw.server.idle_timeout, "75s", &mut server.idle_timeout),
+        ("server.client_timeout", raw.server.client_timeout, "60s", &mut server.client_timeout),
+    ] {
+        if let Some(Dur(d)) = value {
+            if d < Duration::from_millis(1) {
+                return Err(cx.err(key, format!("{d:?} is too short"), format!("use at least \"1ms\" (the default is \"{default}\")")));
+            }
+            *slot = d;
+        }
     }
 
     let global = Overrides { retry: raw.retry, breaker: raw.breaker, timeouts: raw.timeouts };

@@ -126,6 +126,19 @@ fn bad_values_are_explained() {
     assert!(e.fix.contains("openai") && e.fix.contains("mock"));
     let e = err("[providers.p]\nbase_url = \"http://x\"\n");
     assert_eq!(e.key, "providers.p.kind");
+    let e = err("[server]\nidle_timeout = \"0s\"\n");
+    assert_eq!((e.key.as_str(), e.line), ("server.idle_timeout", Some(2)));
+    assert!(e.fix.contains("\"75s\""), "{}", e.fix);
+    let e = err("[server]\nclient_timeout = \"10us\"\n");
+    assert_eq!(e.key, "server.client_timeout");
+}
+
+#[test]
+fn server_timeouts_default_and_can_be_set() {
+    let c = load("").unwrap();
+    assert_eq!((c.server.idle_timeout, c.server.client_timeout), (Duration::from_secs(75), Duration::from_secs(60)));
+    let c = load("[server]\nidle_timeout = \"5s\"\nclient_timeout = \"2m\"\n").unwrap();
+    assert_eq!((c.server.idle_timeout, c.server.client_timeout), (Duration::from_secs(5), Duration::from_secs(120)));
 }
 
 #[test]

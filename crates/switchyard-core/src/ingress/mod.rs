@@ -174,7 +174,7 @@ pub async fn serve_app(
     grace: std::time::Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let limits = server::Limits::new(app.state.config.server.max_body_bytes);
+    let limits = server::Limits::of(&app.state.config.server);
     server::serve(listener, app, limits, grace, shutdown).await
 }
 

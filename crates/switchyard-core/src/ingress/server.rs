@@ -29,6 +29,11 @@
 //! - A head that cannot be parsed is answered 400 (431 when too large) as OpenAI-style error
 //!   JSON, and the connection closes; one that has begun must arrive whole within 30 s
 //!   ([`Limits::head_timeout`]), or the connection closes.
+//! - A keep-alive connection idle for `server.idle_timeout` is closed; so is one whose caller
+//!   stalls its body, or stops reading its answer (a stream whose events back up), for
+//!   `server.client_timeout` ([`Limits`]). Neither costs a request a timer: the idle timer is
+//!   one per connection, moved on when it fires early, and a read or write that is ready at
+//!   once sets none.
 //!
 //! HTTP/2 is served on TLS-less connections that start with its preface (prior knowledge,
 //! h2c), by hyper's HTTP/2 server.
@@ -47,6 +52,7 @@ use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::time::Sleep;
 use tower::ServiceExt as _;
 
 use super::FastPath;
@@ -71,7 +77,7 @@ const KEEP_OUT: usize = 16 * 1024;
 /// The HTTP/2 connection preface.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// What the server accepts from a caller.
+/// What the server accepts from a caller, and how long it waits on one.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// The longest request body read (`server.max_body_bytes`).
@@ -79,12 +85,18 @@ pub struct Limits {
     /// How long a request head may take to arrive once its first byte has (a caller that
     /// trickles a head, as a slowloris attack does, is closed after it).
     pub head_timeout: Duration,
+    /// How long a keep-alive connection may wait for its next request (`server.idle_timeout`).
+    pub idle_timeout: Duration,
+    /// How long one read of a request body, or one write of an answer, may wait on the caller
+    /// (`server.client_timeout`): a caller that stops sending its body, or stops reading a
+    /// stream, is closed after it (and the request's upstream work dropped).
+    pub client_timeout: Duration,
 }
 
 impl Limits {
-    /// `max_body`, and 30 s for a head (hyper's default header read timeout).
-    pub fn new(max_body: usize) -> Limits {
-        Limits { max_body, head_timeout: Duration::from_secs(30) }
+    /// The limits of `[server]`, and 30 s for a head (hyper's default header read timeout).
+    pub fn of(server: &crate::config::ServerSettings) -> Limits {
+        Limits { max_body: server.max_body_bytes, head_timeout: Duration::from_secs(30), idle_timeout: server.idle_timeout, client_timeout: server.client_timeout }
     }
 }
 
@@ -134,6 +146,9 @@ struct Conn {
     out: Vec<u8>,
     app: FastPath,
     limits: Limits,
+    /// The idle timer, made at the first wait for a next request and re-armed (not remade)
+    /// for later ones, so a request costs no timer of its own.
+    idle: Option<Pin<Box<Sleep>>>,
     stop: watch::Receiver<bool>,
     _open: watch::Receiver<()>,
 }
@@ -159,7 +174,7 @@ enum Framing {
 
 impl Conn {
     fn new(io: TcpStream, app: FastPath, limits: Limits, stop: watch::Receiver<bool>, open: watch::Receiver<()>) -> Conn {
-        Conn { io, buf: BytesMut::with_capacity(READ_SIZE), out: Vec::new(), app, limits, stop, _open: open }
+        Conn { io, buf: BytesMut::with_capacity(READ_SIZE), out: Vec::new(), app, limits, idle: None, stop, _open: open }
     }
 
     async fn run(mut self) {
@@ -251,12 +266,9 @@ impl Conn {
                 }
             }
             let n = if self.buf.is_empty() {
-                // Idle between requests: a shutdown closes the connection.
-                let Conn { io, buf, stop, .. } = self;
-                tokio::select! {
-                    biased;
-                    n = read_more(io, buf) => n?,
-                    _ = stop.wait_for(|s| *s) => return Ok(Next::Closed),
+                match self.wait_idle().await? {
+                    Some(n) => n,
+                    None => return Ok(Next::Closed),
                 }
             } else {
                 let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.limits.head_timeout);
@@ -271,6 +283,37 @@ impl Conn {
         }
     }
 
+    /// Reads the start of the next request; `None` when the connection has been idle for the
+    /// idle timeout or the server stops.
+    async fn wait_idle(&mut self) -> io::Result<Option<usize>> {
+        let Conn { io, buf, stop, idle, limits, .. } = self;
+        let mut read = pin!(read_more(io, buf));
+        let mut stopped = pin!(stop.wait_for(|s| *s));
+        // When the wait began: taken only once the read has to wait (a pipelined or already
+        // sent request costs no clock read).
+        let mut since = None;
+        poll_fn(|cx| {
+            if let Poll::Ready(n) = read.as_mut().poll(cx) {
+                return Poll::Ready(n.map(Some));
+            }
+            if stopped.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(None));
+            }
+            let due = *since.get_or_insert_with(tokio::time::Instant::now) + limits.idle_timeout;
+            let timer = idle.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+            // The timer may be set for an earlier wait's end: moved on to this one's when it
+            // fires, so it fires at most once per idle period, not once per request.
+            while timer.as_mut().poll(cx).is_ready() {
+                if tokio::time::Instant::now() >= due {
+                    return Poll::Ready(Ok(None));
+                }
+                timer.as_mut().reset(due);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
     /// Reads the body `framing` announces.
     async fn read_body(&mut self, framing: RequestBody, expect_continue: bool) -> io::Result<ReadBody> {
         match framing {
@@ -282,7 +325,7 @@ impl Conn {
                     self.continue_if(expect_continue).await?;
                     self.buf.reserve(n - self.buf.len());
                     while self.buf.len() < n {
-                        if read_more(&mut self.io, &mut self.buf).await? == 0 {
+                        if within(self.limits.client_timeout, read_more(&mut self.io, &mut self.buf)).await? == 0 {
                             return Err(io::ErrorKind::UnexpectedEof.into());
                         }
                     }
@@ -299,7 +342,7 @@ impl Conn {
                         Ok(Step::Data(data)) => body.extend_from_slice(&data),
                         Ok(Step::Done) => return Ok(ReadBody::Body(body.freeze())),
                         Ok(Step::More) => {
-                            if read_more(&mut self.io, &mut self.buf).await? == 0 {
+                            if within(self.limits.client_timeout, read_more(&mut self.io, &mut self.buf)).await? == 0 {
                                 return Err(io::ErrorKind::UnexpectedEof.into());
                             }
                         }
@@ -313,7 +356,7 @@ impl Conn {
     /// Sends `100 Continue` when the caller waits for it.
     async fn continue_if(&mut self, expect_continue: bool) -> io::Result<()> {
         if expect_continue {
-            self.io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+            within(self.limits.client_timeout, self.io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")).await?;
         }
         Ok(())
     }
@@ -406,10 +449,11 @@ impl Conn {
     /// Writes `out` and then `big` (with the CRLF that ends a chunk when the flag is set), and
     /// runs the work deferred to after a write.
     async fn write(&mut self, big: Option<(&Bytes, bool)>) -> io::Result<()> {
-        let r = match big {
-            None => self.io.write_all(&self.out).await,
-            Some((data, crlf)) => write_all_vectored(&mut self.io, [&self.out[..], &data[..], if crlf { b"\r\n" } else { b"" }]).await,
+        let parts = match big {
+            None => [&self.out[..], b"", b""],
+            Some((data, crlf)) => [&self.out[..], &data[..], if crlf { b"\r\n" } else { b"" }],
         };
+        let r = write_all_vectored(&mut self.io, parts, self.limits.client_timeout).await;
         self.out.clear();
         if self.out.capacity() > KEEP_OUT {
             self.out = Vec::new();
@@ -461,6 +505,27 @@ impl Framing {
             Framing::Close => false,
         }
     }
+}
+
+/// `io` (one read or write), failed with `TimedOut` once it has waited `limit` on the caller
+/// (the timer is made only when it has to wait: a read or write that is ready at once costs
+/// none).
+async fn within<T>(limit: Duration, io: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    let mut io = pin!(io);
+    let mut timer = pin!(None::<Sleep>);
+    poll_fn(|cx| {
+        if let Poll::Ready(r) = io.as_mut().poll(cx) {
+            return Poll::Ready(r);
+        }
+        if timer.is_none() {
+            timer.set(Some(tokio::time::sleep(limit)));
+        }
+        match timer.as_mut().as_pin_mut().map(|t| t.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the caller did not keep up"))),
+            _ => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// Reads into `buf` (at least [`READ_SIZE`] free); the bytes read, 0 at the end.
@@ -545,11 +610,16 @@ fn chunk_size_line(out: &mut Vec<u8>, len: usize) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes all of `parts`, in as few `writev`s as the socket takes.
-async fn write_all_vectored(io: &mut TcpStream, mut parts: [&[u8]; 3]) -> io::Result<()> {
+/// Writes all of `parts`, in as few writes as the socket takes, each waiting at most `limit`
+/// for the caller to make room.
+async fn write_all_vectored(io: &mut TcpStream, mut parts: [&[u8]; 3], limit: Duration) -> io::Result<()> {
     while parts.iter().any(|p| !p.is_empty()) {
-        let slices = parts.map(IoSlice::new);
-        let mut n = io.write_vectored(&slices).await?;
+        let mut n = if parts[1].is_empty() && parts[2].is_empty() {
+            within(limit, io.write(parts[0])).await?
+        } else {
+            let slices = parts.map(IoSlice::new);
+            within(limit, io.write_vectored(&slices)).await?
+        };
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -659,7 +729,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = super::super::served(gateway.state.clone());
-        let limits = Limits { max_body: 2048, head_timeout: Duration::from_millis(300) };
+        let limits = Limits { max_body: 2048, head_timeout: Duration::from_millis(300), idle_timeout: Duration::from_millis(600), client_timeout: Duration::from_millis(300) };
         let served = tokio::spawn(serve(listener, app, limits, Duration::from_secs(5), async move {
             let _ = rx.await;
         }));
@@ -875,6 +945,70 @@ mod tests {
         let started = std::time::Instant::now();
         assert!(closed(&mut tcp).await);
         assert!(started.elapsed() >= Duration::from_millis(250), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+        let (addr, _stop, _) = start("").await;
+        let (mut tcp, mut buf) = connect(addr).await;
+        // Requests 400 ms apart, 1.6 s in all (past the 600 ms timeout): each wait is its own.
+        for _ in 0..4 {
+            tcp.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+            assert_eq!(read_answer(&mut tcp, &mut buf, false).await.status, 200);
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        // Then idle: closed once 600 ms have passed since the last answer.
+        let waited = std::time::Instant::now();
+        assert!(closed(&mut tcp).await);
+        let idle = waited.elapsed() + Duration::from_millis(400);
+        assert!(idle >= Duration::from_millis(550) && idle < Duration::from_millis(1500), "closed after {idle:?} idle");
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_stalls_its_body_is_closed_after_the_client_timeout() {
+        let (addr, _stop, _) = start("").await;
+        let body = chat("slow", false);
+        let head = format!("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n", body.len());
+        // A body in pieces 200 ms apart (600 ms in all, past the 300 ms timeout): each read
+        // waits less than the timeout, so it is served.
+        let (mut tcp, mut buf) = connect(addr).await;
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        for piece in body.as_bytes().chunks(body.len() / 3 + 1) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            tcp.write_all(piece).await.unwrap();
+        }
+        let a = read_answer(&mut tcp, &mut buf, false).await;
+        assert_eq!(a.json()["choices"][0]["message"]["content"], "slow");
+        // A body that stops coming: closed, unanswered.
+        let (mut tcp, _) = connect(addr).await;
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        tcp.write_all(&body.as_bytes()[..10]).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let end = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
+        assert!(matches!(end, Ok(Ok(0)) | Ok(Err(_))), "still open: {end:?}");
+        assert!(started.elapsed() >= Duration::from_millis(250), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_stops_reading_is_closed_after_the_client_timeout() {
+        // An answer of 16 MB, more than the socket buffers on both sides hold.
+        let reply = "x".repeat(16 << 20);
+        let (addr, _stop, _) = start(&format!("reply = \"{reply}\"")).await;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut tcp = socket.connect(addr).await.unwrap();
+        tcp.write_all(post(&chat("hi", false), "").as_bytes()).await.unwrap();
+        // The answer's first bytes (it is being written), then nothing read for a while: the
+        // server's write waits past the timeout and gives up.
+        let mut got = vec![0; 1024];
+        let n = tcp.read(&mut got).await.unwrap();
+        got.truncate(n);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let end = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut got)).await;
+        assert!(matches!(end, Ok(Ok(_)) | Ok(Err(_))), "the connection stayed open");
+        assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert!(got.len() < reply.len(), "the whole answer arrived ({} bytes)", got.len());
     }
 
     #[tokio::test]

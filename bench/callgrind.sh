@@ -10,6 +10,9 @@
 #   UPSTREAM=anthropic bench/callgrind.sh stream     # the `anthropic` provider against the fake
 #                                                    # Anthropic upstream: its events translated
 #                                                    # into OpenAI chunks
+#   HEADERS=openai bench/callgrind.sh plain          # the fake OpenAI upstream answers with the
+#                                                    # ~20 headers api.openai.com sends (by
+#                                                    # default 4)
 #
 # Starts the fake upstream ($CHUNKS, default 50, chunks; no delays) and the release gateway under callgrind with
 # one server thread and its default logging, warms up with 200 requests, zeroes the counters,
@@ -26,7 +29,10 @@ GATEWAY=${SWITCHYARD_BIN:-$TARGET/switchyard}
 KIND=${UPSTREAM:-openai}
 FAKE_ARGS=()
 case $KIND in
-    openai) FAKE=switchyard-fake-upstream ;;
+    openai)
+        FAKE=switchyard-fake-upstream
+        if [ "${HEADERS:-}" = openai ]; then FAKE_ARGS=(--openai-headers); fi
+        ;;
     anthropic)
         FAKE=switchyard-fake-anthropic
         # An answer of as many words as chunks, so that each text delta carries one.

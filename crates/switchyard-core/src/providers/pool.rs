@@ -229,7 +229,7 @@ async fn exchange(conn: &mut Conn, wire: &[u8], rest: Option<&Bytes>) -> Result<
     let mut answered = false;
     std::future::poll_fn(|cx| {
         loop {
-            match h1::parse_head(&mut conn.buf) {
+            match h1::parse_head(&mut conn.buf, read_by_the_gateway) {
                 Ok(Some(head)) if head.status == http::StatusCode::SWITCHING_PROTOCOLS => {
                     return Poll::Ready(Err(Failed { unanswered: false, message: "the upstream switched protocols".into() }));
                 }
@@ -438,6 +438,17 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     msg
+}
+
+/// Whether the gateway reads a response header of this name: the framing, the content type,
+/// retry hints, rate limits (OpenAI's, Anthropic's, the IETF draft's) and Bedrock's error type.
+/// Only these go into a response's header map; the rest of what a provider sends (OpenAI's
+/// `openai-processing-ms`, `x-request-id`, `cf-ray`, `set-cookie`, ... about 20 in all) is not
+/// copied, and the gateway's own answers never carry an upstream's headers.
+pub fn read_by_the_gateway(name: &[u8]) -> bool {
+    const NAMES: [&[u8]; 7] = [b"content-type", b"content-length", b"transfer-encoding", b"connection", b"content-encoding", b"retry-after", b"retry-after-ms"];
+    const PREFIXES: [&[u8]; 4] = [b"x-ratelimit-", b"anthropic-ratelimit-", b"ratelimit-", b"x-amzn-"];
+    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name)) || PREFIXES.iter().any(|p| name.get(..p.len()).is_some_and(|start| start.eq_ignore_ascii_case(p)))
 }
 
 #[cfg(test)]
@@ -654,14 +665,42 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn interim_answers_are_skipped_and_heads_keep_every_header() {
-        let (addr, _) = answering(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 429 Too Many Requests\r\nretry-after: 2\r\nx-ratelimit-remaining-requests: 0\r\ncontent-length: 2\r\n\r\n{}", false).await;
+    async fn interim_answers_are_skipped_and_heads_keep_the_headers_the_gateway_reads() {
+        let (addr, _) = answering(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 429 Too Many Requests\r\nDate: Mon, 07 Dec 2026 22:00:00 GMT\r\nContent-Type: application/json\r\nRetry-After: 2\r\nopenai-processing-ms: 12\r\nX-Ratelimit-Remaining-Requests: 0\r\nset-cookie: __cf_bm=secret\r\ncf-ray: 1-LAX\r\ncontent-length: 2\r\n\r\n{}",
+            false,
+        )
+        .await;
         let pool = Arc::new(H1Pool::default());
         let resp = pool.send(request(addr), SETTINGS).await.unwrap();
         assert_eq!(resp.status(), http::StatusCode::TOO_MANY_REQUESTS);
+        let names: Vec<&str> = resp.headers().keys().map(http::HeaderName::as_str).collect();
+        assert_eq!(names, ["content-type", "retry-after", "x-ratelimit-remaining-requests", "content-length"]);
         assert_eq!(resp.headers()["retry-after"], "2");
         assert_eq!(resp.headers()["x-ratelimit-remaining-requests"], "0");
         assert_eq!(body(resp).await, "{}");
+    }
+
+    #[test]
+    fn the_headers_the_gateway_reads_are_kept_in_any_case() {
+        for name in [
+            "content-type",
+            "Content-Length",
+            "transfer-encoding",
+            "connection",
+            "content-encoding",
+            "retry-after",
+            "Retry-After-Ms",
+            "x-ratelimit-reset-tokens",
+            "anthropic-ratelimit-requests-remaining",
+            "ratelimit-reset",
+            "X-Amzn-ErrorType",
+        ] {
+            assert!(read_by_the_gateway(name.as_bytes()), "{name}");
+        }
+        for name in ["date", "server", "x-request-id", "openai-processing-ms", "set-cookie", "cf-ray", "x-ratelimit", "retry", "content-typo", ""] {
+            assert!(!read_by_the_gateway(name.as_bytes()), "{name}");
+        }
     }
 
     #[tokio::test]

@@ -3,7 +3,12 @@
 //! ```text
 //! switchyard-fake-upstream --listen 127.0.0.1:9001 [--latency-ms N] [--chunks N]
 //!     [--chunk-delay-ms N | --chunk-delay-us N] [--stamp-chunks] [--groq-quirks] [--fail-status CODE]
+//!     [--openai-headers]
 //! ```
+//!
+//! `--openai-headers` adds to every chat answer the headers api.openai.com sends (its
+//! `openai-*`, `x-request-id` and `x-ratelimit-*`, and its CDN's `cf-ray`, `set-cookie`, ...):
+//! by default an answer carries only `content-type`, `x-request-id`, `content-length` and `date`.
 //!
 //! `--stamp-chunks` writes each chunk's send time into its `system_fingerprint` (`fp_t` and the
 //! nanoseconds since the Unix epoch), for a client to measure each chunk's delivery time.
@@ -22,7 +27,29 @@ use std::time::Duration;
 use switchyard_fakes::{FakeUpstream, Reply, Script, Step};
 
 const USAGE: &str = "usage: switchyard-fake-upstream --listen ADDR [--latency-ms N] [--chunks N] \
-[--chunk-delay-ms N | --chunk-delay-us N] [--stamp-chunks] [--groq-quirks] [--fail-status CODE]";
+[--chunk-delay-ms N | --chunk-delay-us N] [--stamp-chunks] [--groq-quirks] [--fail-status CODE] [--openai-headers]";
+
+/// The headers api.openai.com adds to a chat completion's answer (besides `content-type`,
+/// `date`, `content-length` or `transfer-encoding`, and `x-request-id`).
+const OPENAI_HEADERS: [(&str, &str); 17] = [
+    ("connection", "keep-alive"),
+    ("access-control-expose-headers", "X-Request-ID"),
+    ("openai-organization", "user-abc123"),
+    ("openai-processing-ms", "412"),
+    ("openai-project", "proj_abc123"),
+    ("openai-version", "2020-10-01"),
+    ("x-envoy-upstream-service-time", "415"),
+    ("x-ratelimit-limit-requests", "10000"),
+    ("x-ratelimit-limit-tokens", "30000000"),
+    ("x-ratelimit-remaining-requests", "9999"),
+    ("x-ratelimit-remaining-tokens", "29999979"),
+    ("x-ratelimit-reset-requests", "6ms"),
+    ("x-ratelimit-reset-tokens", "0s"),
+    ("strict-transport-security", "max-age=31536000; includeSubDomains; preload"),
+    ("cf-cache-status", "DYNAMIC"),
+    ("set-cookie", "__cf_bm=Yq1o2aQ3mJ7x.Lk4d9f0FZbV6w-1765140000-1.0.1.1-abcDEF; path=/; expires=Mon, 07-Dec-26 23:00:00 GMT; domain=.api.openai.com; HttpOnly; Secure; SameSite=None"),
+    ("cf-ray", "9a1b2c3d4e5f6a7b-LAX"),
+];
 
 /// Command-line options.
 struct Options {
@@ -36,6 +63,7 @@ struct Options {
     stamp: bool,
     groq_quirks: bool,
     fail_status: Option<u16>,
+    openai_headers: bool,
 }
 
 impl Options {
@@ -50,6 +78,7 @@ impl Options {
             stamp: false,
             groq_quirks: false,
             fail_status: None,
+            openai_headers: false,
         };
         while let Some(flag) = args.next() {
             let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -69,6 +98,7 @@ impl Options {
                 "--fail-status" => options.fail_status = Some(parse_value(&flag, &value()?)?),
                 "--groq-quirks" => options.groq_quirks = true,
                 "--stamp-chunks" => options.stamp = true,
+                "--openai-headers" => options.openai_headers = true,
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -144,6 +174,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if options.openai_headers {
+        upstream.set_response_headers(&OPENAI_HEADERS);
+    }
     let mut stdout = std::io::stdout().lock();
     // Scripts wait for this line; if stdout is gone there is no one to tell.
     let _ = writeln!(stdout, "listening on http://{}", upstream.addr());

@@ -446,9 +446,18 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// `openai-processing-ms`, `x-request-id`, `cf-ray`, `set-cookie`, ... about 20 in all) is not
 /// copied, and the gateway's own answers never carry an upstream's headers.
 pub fn read_by_the_gateway(name: &[u8]) -> bool {
-    const NAMES: [&[u8]; 7] = [b"content-type", b"content-length", b"transfer-encoding", b"connection", b"content-encoding", b"retry-after", b"retry-after-ms"];
-    const PREFIXES: [&[u8]; 4] = [b"x-ratelimit-", b"anthropic-ratelimit-", b"ratelimit-", b"x-amzn-"];
-    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name)) || PREFIXES.iter().any(|p| name.get(..p.len()).is_some_and(|start| start.eq_ignore_ascii_case(p)))
+    // Most servers send lower case: compared as it is first, then in any case.
+    let is = |n: &[u8]| n == name || n.eq_ignore_ascii_case(name);
+    let starts = |p: &[u8]| name.get(..p.len()).is_some_and(|start| start == p || start.eq_ignore_ascii_case(p));
+    // By the first letter: most of the names a provider sends are ruled out by it alone.
+    match name.first().map(u8::to_ascii_lowercase) {
+        Some(b'c') => is(b"content-type") || is(b"content-length") || is(b"connection") || is(b"content-encoding"),
+        Some(b't') => is(b"transfer-encoding"),
+        Some(b'r') => is(b"retry-after") || is(b"retry-after-ms") || starts(b"ratelimit-"),
+        Some(b'x') => starts(b"x-ratelimit-") || starts(b"x-amzn-"),
+        Some(b'a') => starts(b"anthropic-ratelimit-"),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -314,58 +314,60 @@ impl TargetStats {
     /// (`"1s"`, `"6m0s"`, `"20ms"`), Anthropic's `anthropic-ratelimit-*` with RFC 3339 resets,
     /// and the IETF `ratelimit-remaining` / `ratelimit-limit` / `ratelimit-reset` (seconds).
     pub fn observe_headers(&self, headers: &HeaderMap) {
-        if !headers.keys().any(|k| {
-            let k = k.as_str().as_bytes();
-            k.starts_with(b"x-ratelimit-") || k.starts_with(b"anthropic-ratelimit-") || k.starts_with(b"ratelimit-")
-        }) {
-            return;
+        // One pass over the headers (a lookup by name hashes it: a dozen of them cost more
+        // than the rest of the response's handling); the first value of a name counts.
+        let mut v: [Option<&str>; RATE_HEADERS] = [None; RATE_HEADERS];
+        for (name, value) in headers {
+            if let Some(i) = rate_header(name.as_str()) {
+                if v[i].is_none() {
+                    v[i] = value.to_str().ok();
+                }
+            }
         }
-        let num = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<u64>().ok());
-        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let num = |i: usize| v[i].and_then(|s| s.trim().parse::<u64>().ok());
         let l = &self.limits;
         let mut reset: Option<Duration> = None;
         let mut seen = false;
-        if let Some(r) = num("x-ratelimit-remaining-requests") {
+        if let Some(r) = num(OPENAI_REMAINING_REQUESTS) {
             seen = true;
             l.remaining_requests.store(r, Relaxed);
-            if let Some(v) = num("x-ratelimit-limit-requests") {
-                l.limit_requests.store(v, Relaxed);
+            if let Some(n) = num(OPENAI_LIMIT_REQUESTS) {
+                l.limit_requests.store(n, Relaxed);
             }
-            reset = text("x-ratelimit-reset-requests").and_then(parse_go_duration);
+            reset = v[OPENAI_RESET_REQUESTS].and_then(parse_go_duration);
         }
-        if let Some(r) = num("x-ratelimit-remaining-tokens") {
+        if let Some(r) = num(OPENAI_REMAINING_TOKENS) {
             seen = true;
             l.remaining_tokens.store(r, Relaxed);
-            if let Some(v) = num("x-ratelimit-limit-tokens") {
-                l.limit_tokens.store(v, Relaxed);
+            if let Some(n) = num(OPENAI_LIMIT_TOKENS) {
+                l.limit_tokens.store(n, Relaxed);
             }
-            let t = text("x-ratelimit-reset-tokens").and_then(parse_go_duration);
-            reset = max_opt(reset, t);
+            reset = max_opt(reset, v[OPENAI_RESET_TOKENS].and_then(parse_go_duration));
         }
-        if let Some(r) = num("anthropic-ratelimit-requests-remaining") {
+        if let Some(r) = num(ANTHROPIC_REQUESTS_REMAINING) {
             seen = true;
             l.remaining_requests.store(r, Relaxed);
-            if let Some(v) = num("anthropic-ratelimit-requests-limit") {
-                l.limit_requests.store(v, Relaxed);
+            if let Some(n) = num(ANTHROPIC_REQUESTS_LIMIT) {
+                l.limit_requests.store(n, Relaxed);
             }
-            reset = max_opt(reset, text("anthropic-ratelimit-requests-reset").and_then(until_rfc3339));
+            reset = max_opt(reset, v[ANTHROPIC_REQUESTS_RESET].and_then(until_rfc3339));
         }
-        if let Some(r) = num("anthropic-ratelimit-tokens-remaining") {
+        if let Some(r) = num(ANTHROPIC_TOKENS_REMAINING) {
             seen = true;
             l.remaining_tokens.store(r, Relaxed);
-            if let Some(v) = num("anthropic-ratelimit-tokens-limit") {
-                l.limit_tokens.store(v, Relaxed);
+            if let Some(n) = num(ANTHROPIC_TOKENS_LIMIT) {
+                l.limit_tokens.store(n, Relaxed);
             }
-            reset = max_opt(reset, text("anthropic-ratelimit-tokens-reset").and_then(until_rfc3339));
+            reset = max_opt(reset, v[ANTHROPIC_TOKENS_RESET].and_then(until_rfc3339));
         }
         if !seen {
-            if let Some(r) = num("ratelimit-remaining") {
+            if let Some(r) = num(IETF_REMAINING) {
                 seen = true;
                 l.remaining_requests.store(r, Relaxed);
-                if let Some(v) = num("ratelimit-limit") {
-                    l.limit_requests.store(v, Relaxed);
+                if let Some(n) = num(IETF_LIMIT) {
+                    l.limit_requests.store(n, Relaxed);
                 }
-                reset = num("ratelimit-reset").map(Duration::from_secs);
+                reset = num(IETF_RESET).map(Duration::from_secs);
             }
         }
         if seen {
@@ -539,6 +541,56 @@ pub async fn observing<F: std::future::Future>(stats: &Arc<TargetStats>, fut: F)
     CURRENT.scope(stats.clone(), fut).await
 }
 
+// The rate-limit headers [`TargetStats::observe_headers`] reads, by index.
+const OPENAI_LIMIT_REQUESTS: usize = 0;
+const OPENAI_LIMIT_TOKENS: usize = 1;
+const OPENAI_REMAINING_REQUESTS: usize = 2;
+const OPENAI_REMAINING_TOKENS: usize = 3;
+const OPENAI_RESET_REQUESTS: usize = 4;
+const OPENAI_RESET_TOKENS: usize = 5;
+const ANTHROPIC_REQUESTS_LIMIT: usize = 6;
+const ANTHROPIC_REQUESTS_REMAINING: usize = 7;
+const ANTHROPIC_REQUESTS_RESET: usize = 8;
+const ANTHROPIC_TOKENS_LIMIT: usize = 9;
+const ANTHROPIC_TOKENS_REMAINING: usize = 10;
+const ANTHROPIC_TOKENS_RESET: usize = 11;
+const IETF_LIMIT: usize = 12;
+const IETF_REMAINING: usize = 13;
+const IETF_RESET: usize = 14;
+const RATE_HEADERS: usize = 15;
+
+/// The index of a rate-limit header `name` (lower case, as a `HeaderName` is).
+fn rate_header(name: &str) -> Option<usize> {
+    if let Some(rest) = name.strip_prefix("x-ratelimit-") {
+        return match rest {
+            "limit-requests" => Some(OPENAI_LIMIT_REQUESTS),
+            "limit-tokens" => Some(OPENAI_LIMIT_TOKENS),
+            "remaining-requests" => Some(OPENAI_REMAINING_REQUESTS),
+            "remaining-tokens" => Some(OPENAI_REMAINING_TOKENS),
+            "reset-requests" => Some(OPENAI_RESET_REQUESTS),
+            "reset-tokens" => Some(OPENAI_RESET_TOKENS),
+            _ => None,
+        };
+    }
+    if let Some(rest) = name.strip_prefix("anthropic-ratelimit-") {
+        return match rest {
+            "requests-limit" => Some(ANTHROPIC_REQUESTS_LIMIT),
+            "requests-remaining" => Some(ANTHROPIC_REQUESTS_REMAINING),
+            "requests-reset" => Some(ANTHROPIC_REQUESTS_RESET),
+            "tokens-limit" => Some(ANTHROPIC_TOKENS_LIMIT),
+            "tokens-remaining" => Some(ANTHROPIC_TOKENS_REMAINING),
+            "tokens-reset" => Some(ANTHROPIC_TOKENS_RESET),
+            _ => None,
+        };
+    }
+    match name.strip_prefix("ratelimit-")? {
+        "limit" => Some(IETF_LIMIT),
+        "remaining" => Some(IETF_REMAINING),
+        "reset" => Some(IETF_RESET),
+        _ => None,
+    }
+}
+
 /// Offers an upstream response's headers to the current attempt's target (rate-limit
 /// headroom); adapters call it through `providers::http::send_checked`.
 pub fn observe_response(headers: &HeaderMap) {
@@ -676,6 +728,38 @@ mod tests {
         assert_eq!(snap.reset_in, Some(Duration::from_secs(2)));
         tokio::time::advance(Duration::from_millis(2001)).await;
         assert_eq!(s.headroom(), 1.0);
+    }
+
+    #[test]
+    fn each_rate_limit_header_has_its_own_slot_and_its_first_value_counts() {
+        let names = [
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-requests",
+            "x-ratelimit-reset-tokens",
+            "anthropic-ratelimit-requests-limit",
+            "anthropic-ratelimit-requests-remaining",
+            "anthropic-ratelimit-requests-reset",
+            "anthropic-ratelimit-tokens-limit",
+            "anthropic-ratelimit-tokens-remaining",
+            "anthropic-ratelimit-tokens-reset",
+            "ratelimit-limit",
+            "ratelimit-remaining",
+            "ratelimit-reset",
+        ];
+        let slots: Vec<usize> = names.iter().map(|n| rate_header(n).unwrap()).collect();
+        assert_eq!(slots, (0..RATE_HEADERS).collect::<Vec<_>>());
+        for other in ["x-ratelimit-limit", "ratelimit", "anthropic-ratelimit-input-tokens-limit", "x-request-id", "retry-after"] {
+            assert_eq!(rate_header(other), None, "{other}");
+        }
+        let s = stats();
+        let mut h = headers(&[("x-ratelimit-limit-requests", "100")]);
+        h.append("x-ratelimit-remaining-requests", "25".parse().unwrap());
+        h.append("x-ratelimit-remaining-requests", "99".parse().unwrap());
+        s.observe_headers(&h);
+        assert!((s.headroom() - 0.25).abs() < 1e-9, "{}", s.headroom());
     }
 
     #[tokio::test(start_paused = true)]

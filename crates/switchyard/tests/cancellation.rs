@@ -1,5 +1,6 @@
 //! A client that goes away: the upstream request is cancelled, the provider is not blamed, and
-//! a half-open probe slot is given back.
+//! a half-open probe slot is given back. One that stops reading, or idles, is cut off after the
+//! server's timeouts.
 
 mod common;
 
@@ -99,4 +100,51 @@ async fn half_open_probe_slot_is_released_when_the_client_cancels() {
     assert_eq!(r.status, StatusCode::OK, "the breaker stayed stuck half-open: {}", r.text());
     assert_eq!(r.attempts(), 1);
     assert_eq!(a.requests(), 3);
+}
+
+// A caller that stops reading a stream (a hung client) must not hold its upstream stream
+// forever: after `server.client_timeout` its connection is closed and the upstream cancelled.
+#[tokio::test]
+async fn a_caller_that_stops_reading_a_stream_is_cut_off_and_the_upstream_cancelled() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // ~9 MB of events sent as fast as they are taken: more than the socket buffers hold.
+    let fast = Step::Ok { reply: Reply::Fixed("w ".repeat(50_000)), chunks: 50_000, chunk_delay: Duration::ZERO };
+    let a = FakeUpstream::start(Script::new().default_step(fast)).await;
+    let gw = start(&format!("[server]\nclient_timeout = \"300ms\"\n{}", one_target(&a, PATIENT))).await;
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut tcp = socket.connect(gw.addr).await.unwrap();
+    let body = stream_body("chat").to_string();
+    let head = format!("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len());
+    tcp.write_all(format!("{head}{body}").as_bytes()).await.unwrap();
+    let mut got = vec![0; 1024];
+    let n = tcp.read(&mut got).await.unwrap();
+    got.truncate(n);
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{}", String::from_utf8_lossy(&got));
+
+    // Not read for a while, then read to the end: the connection was closed mid-stream.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let end = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut got)).await;
+    assert!(end.is_ok(), "the connection stayed open");
+    assert!(!String::from_utf8_lossy(&got).contains("[DONE]"), "the whole stream arrived");
+    eventually("the upstream stream to be cancelled", Duration::from_secs(2), || a.cancelled() == 1).await;
+    assert_eq!(a.completed(), 0);
+}
+
+// An idle keep-alive connection is closed after `server.idle_timeout`.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = FakeUpstream::start(Script::new()).await;
+    let gw = start(&format!("[server]\nidle_timeout = \"300ms\"\n{}", one_target(&a, ""))).await;
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    tcp.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    let mut got = vec![0; 4096];
+    let n = tcp.read(&mut got).await.unwrap();
+    assert!(got[..n].starts_with(b"HTTP/1.1 200 OK\r\n"));
+    let idle = std::time::Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut got)).await;
+    assert!(matches!(end, Ok(Ok(0)) | Ok(Err(_))), "still open after 5 s: {end:?}");
+    assert!(idle.elapsed() >= Duration::from_millis(250), "closed after {:?}", idle.elapsed());
 }

@@ -147,18 +147,13 @@ impl RequestLog {
         let mut ts = [0u8; 27];
         let ts = rfc3339_micros(now, &mut ts);
         let json = format == LineFormat::Json;
-        // (name, value as it is written): text is `name=value`, JSON `"name":value`.
-        let field = |out: &mut Vec<u8>, name: &str| {
-            if json {
-                out.extend_from_slice(b",\"");
-                out.extend_from_slice(name.as_bytes());
-                out.extend_from_slice(b"\":");
-            } else {
-                out.push(b' ');
-                out.extend_from_slice(name.as_bytes());
-                out.push(b'=');
-            }
-        };
+        // A field's name as it is written before its value: text is `name=value`, JSON
+        // `"name":value` (each spelling a constant: one copy per field).
+        macro_rules! field {
+            ($out:expr, $name:literal) => {
+                $out.extend_from_slice(if json { concat!(",\"", $name, "\":").as_bytes() } else { concat!(" ", $name, "=").as_bytes() })
+            };
+        }
         if json {
             out.extend_from_slice(b"{\"timestamp\":\"");
             out.extend_from_slice(ts);
@@ -169,21 +164,23 @@ impl RequestLog {
         }
         // Plain text values are written bare in text lines, as tracing's Display does.
         let text = |out: &mut Vec<u8>, v: &str| if json { write_str(out, v) } else { out.extend_from_slice(v.as_bytes()) };
-        field(out, "request_id");
+        field!(out, "request_id");
         text(out, self.request_id());
-        field(out, "alias");
+        field!(out, "alias");
         text(out, &self.alias);
-        field(out, "stream");
+        field!(out, "stream");
         out.extend_from_slice(if self.stream { b"true" } else { b"false" });
-        field(out, "status");
+        field!(out, "status");
         push_u64(out, u64::from(self.status));
-        for (name, v) in [("outcome", outcome), ("provider", provider), ("upstream_model", model)] {
-            field(out, name);
-            write_str(out, v);
-        }
-        field(out, "attempts_sent");
+        field!(out, "outcome");
+        write_str(out, outcome);
+        field!(out, "provider");
+        write_str(out, provider);
+        field!(out, "upstream_model");
+        write_str(out, model);
+        field!(out, "attempts_sent");
         push_u64(out, u64::from(self.trace.sent));
-        field(out, "attempts");
+        field!(out, "attempts");
         if json {
             let mut attempts = String::new();
             self.trace.write_summary(&mut attempts);
@@ -191,18 +188,20 @@ impl RequestLog {
         } else {
             self.trace.push_summary(out);
         }
-        field(out, "latency_ms");
+        field!(out, "latency_ms");
         push_u64(out, micros / 1000);
         out.push(b'.');
         let frac = micros % 1000;
         out.extend_from_slice(&[b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8]);
-        for (name, v) in [("prompt_tokens", usage.prompt_tokens), ("completion_tokens", usage.completion_tokens), ("total_tokens", usage.total_tokens)] {
-            field(out, name);
-            push_u64(out, v);
-        }
+        field!(out, "prompt_tokens");
+        push_u64(out, usage.prompt_tokens);
+        field!(out, "completion_tokens");
+        push_u64(out, usage.completion_tokens);
+        field!(out, "total_tokens");
+        push_u64(out, usage.total_tokens);
         if let Some(cost) = self.cost() {
             // Eight decimals, written by hand (float formatting costs more than the rest).
-            field(out, "cost_usd");
+            field!(out, "cost_usd");
             let units = (cost * 1e8).round() as u64;
             push_u64(out, units / 100_000_000);
             out.push(b'.');
@@ -220,24 +219,37 @@ impl RequestLog {
 }
 
 /// Appends the decimal digits of `n`.
-pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+pub(crate) fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC), written into `buf`.
 pub(crate) fn rfc3339_micros(t: SystemTime, buf: &mut [u8; 27]) -> &[u8] {
+    thread_local! {
+        /// The last second formatted, and its `YYYY-MM-DDTHH:MM:SS`: lines come many a second.
+        static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+    }
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
+    let (cached, text) = SECOND.get();
+    if cached == secs {
+        buf[..19].copy_from_slice(&text);
+    } else {
+        civil_second(secs, buf);
+        SECOND.set((secs, buf[..19].try_into().expect("19 bytes")));
+    }
+    let mut micros = d.subsec_micros();
+    for k in (20..26).rev() {
+        buf[k] = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    buf[19] = b'.';
+    buf[26] = b'Z';
+    &buf[..]
+}
+
+/// Writes `YYYY-MM-DDTHH:MM:SS` (UTC) of `secs` since the epoch into `buf[..19]`.
+fn civil_second(secs: u64, buf: &mut [u8; 27]) {
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -261,11 +273,9 @@ pub(crate) fn rfc3339_micros(t: SystemTime, buf: &mut [u8; 27]) -> &[u8] {
     put(11, 2, rem / 3600);
     put(14, 2, rem % 3600 / 60);
     put(17, 2, rem % 60);
-    put(20, 6, u64::from(d.subsec_micros()));
-    for (at, sep) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (26, b'Z')] {
+    for (at, sep) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')] {
         buf[at] = sep;
     }
-    &buf[..]
 }
 
 impl Drop for RequestLog {
@@ -288,6 +298,11 @@ mod tests {
         let mut buf = [0u8; 27];
         let t = UNIX_EPOCH + Duration::from_micros(1_795_312_421_129_663);
         assert_eq!(rfc3339_micros(t, &mut buf), b"2026-11-22T01:53:41.129663Z");
+        // The same second again (its date and time taken from the cache), then the next one.
+        let t = UNIX_EPOCH + Duration::from_micros(1_795_312_421_000_007);
+        assert_eq!(rfc3339_micros(t, &mut buf), b"2026-11-22T01:53:41.000007Z");
+        let t = UNIX_EPOCH + Duration::from_micros(1_795_312_422_999_999);
+        assert_eq!(rfc3339_micros(t, &mut buf), b"2026-11-22T01:53:42.999999Z");
         let t = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(rfc3339_micros(t, &mut buf), b"2000-02-29T00:00:00.000000Z");
     }

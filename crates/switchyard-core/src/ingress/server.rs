@@ -41,6 +41,8 @@
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -462,18 +464,89 @@ impl Conn {
         r
     }
 
-    /// Hands the connection, its preface read, to hyper's HTTP/2 server.
+    /// Hands the connection, its preface read, to hyper's HTTP/2 server. It is closed
+    /// (gracefully: GOAWAY, then the streams in flight finish) when the server stops, or when
+    /// no request was in flight or began for a whole idle timeout (so after one to two of
+    /// them).
     async fn serve_h2(self) -> io::Result<()> {
-        let Conn { io, buf, app, mut stop, _open, .. } = self;
-        let service = hyper_util::service::TowerToHyperService::new(app.map_request(|req: Request<hyper::body::Incoming>| req.map(Body::new)));
+        let Conn { io, buf, app, limits, mut stop, _open, .. } = self;
+        let activity = Arc::new(Activity::default());
+        let seen = activity.clone();
+        let service = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let guard = InFlight::begin(&seen);
+            let answer = app.clone().oneshot(req.map(Body::new));
+            async move {
+                let resp = answer.await?;
+                Ok::<_, std::convert::Infallible>(resp.map(|body| Body::new(Tracked { body, _in_flight: guard })))
+            }
+        });
         let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .serve_connection(hyper_util::rt::TokioIo::new(Prefixed { read: buf.freeze(), io }), service);
+            .serve_connection(hyper_util::rt::TokioIo::new(Prefixed { read: buf.freeze(), io }), hyper_util::service::TowerToHyperService::new(service));
         let mut conn = pin!(conn);
-        tokio::select! {
-            r = conn.as_mut() => return r.map_err(io::Error::other),
-            _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+        let mut started = 0;
+        loop {
+            tokio::select! {
+                r = conn.as_mut() => return r.map_err(io::Error::other),
+                _ = stop.wait_for(|s| *s) => break,
+                () = tokio::time::sleep(limits.idle_timeout) => {
+                    let now = activity.started.load(Ordering::Relaxed);
+                    if now == started && activity.active.load(Ordering::Relaxed) == 0 {
+                        break;
+                    }
+                    started = now;
+                }
+            }
         }
+        conn.as_mut().graceful_shutdown();
         conn.await.map_err(io::Error::other)
+    }
+}
+
+/// The requests of an HTTP/2 connection: begun, and in flight (until the answer's body is
+/// done or dropped).
+#[derive(Default)]
+struct Activity {
+    started: AtomicU64,
+    active: AtomicUsize,
+}
+
+/// One HTTP/2 request in flight.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn begin(activity: &Arc<Activity>) -> InFlight {
+        activity.started.fetch_add(1, Ordering::Relaxed);
+        activity.active.fetch_add(1, Ordering::Relaxed);
+        InFlight(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An HTTP/2 answer's body, its request in flight until it is dropped.
+struct Tracked {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -1130,6 +1203,26 @@ mod tests {
         let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["choices"][0]["message"]["content"], "over h2");
+    }
+
+    #[tokio::test]
+    async fn an_http2_connection_outlives_a_long_request_and_closes_once_idle() {
+        // Answers take 900 ms, longer than the 600 ms idle timeout.
+        let (addr, _stop, _) = start("latency = \"900ms\"").await;
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let req = Request::post(format!("http://{addr}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(Bytes::from(chat("slow", false))))
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+        // Then idle: the server ends the connection within two idle timeouts.
+        let idle = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), conn).await.expect("the connection stayed open").unwrap().unwrap();
+        assert!(idle.elapsed() < Duration::from_millis(1500), "{:?}", idle.elapsed());
     }
 
     #[test]

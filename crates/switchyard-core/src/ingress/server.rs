@@ -1207,18 +1207,21 @@ mod tests {
 
     #[tokio::test]
     async fn an_http2_connection_outlives_a_long_request_and_closes_once_idle() {
-        // Answers take 900 ms, longer than the 600 ms idle timeout.
-        let (addr, _stop, _) = start("latency = \"900ms\"").await;
+        // Answers take 1.3 s, more than two 600 ms idle timeouts: a request in flight keeps
+        // the connection open for the next one.
+        let (addr, _stop, _) = start("latency = \"1300ms\"").await;
         let tcp = TcpStream::connect(addr).await.unwrap();
         let (mut send, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
         let conn = tokio::spawn(conn);
-        let req = Request::post(format!("http://{addr}/v1/chat/completions"))
-            .header("content-type", "application/json")
-            .body(http_body_util::Full::new(Bytes::from(chat("slow", false))))
-            .unwrap();
-        let resp = send.send_request(req).await.unwrap();
-        assert_eq!(resp.status(), 200);
-        http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+        for _ in 0..2 {
+            let req = Request::post(format!("http://{addr}/v1/chat/completions"))
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(Bytes::from(chat("slow", false))))
+                .unwrap();
+            let resp = send.send_request(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+        }
         // Then idle: the server ends the connection within two idle timeouts.
         let idle = std::time::Instant::now();
         tokio::time::timeout(Duration::from_secs(5), conn).await.expect("the connection stayed open").unwrap().unwrap();

@@ -36,7 +36,8 @@
 //!   once sets none.
 //!
 //! HTTP/2 is served on TLS-less connections that start with its preface (prior knowledge,
-//! h2c), by hyper's HTTP/2 server.
+//! h2c), by hyper's HTTP/2 server; such a connection is shut down (GOAWAY) once it has had no
+//! request in flight or begun for an idle timeout.
 
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
